@@ -1,0 +1,36 @@
+# Quick start:  make run   (set up .venv, serve the explorer on the bundled demo model)
+#               make test  (set up .venv with test deps, run the whole suite)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test venv venv-dev demo-model bench clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.runtime
+venv-dev: $(VENV)/.dev
+
+run: venv
+	$(PY) app.py
+
+test: venv-dev
+	$(PY) -m pytest -q
+
+# Regenerate the bundled demo checkpoint and example clips (see README, "Demo model").
+demo-model: venv
+	$(PY) -m nsnet demo-model --out assets
+
+bench: venv
+	$(PY) -m nsnet bench pipeline
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""Datasets: the synthetic benchmark, annotation readers, VideoDataset and caches."""

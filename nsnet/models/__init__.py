@@ -1,0 +1,1 @@
+"""Backbones, sampler and recognizer."""

@@ -1,0 +1,435 @@
+"""The end-to-end NSNet pipeline: frames -> sampler -> top-K -> recognizer -> labels.
+
+``Pipeline.from_pretrained(folder or hub id)`` rebuilds a pipeline from a checkpoint
+folder (``config.json`` + ``model.safetensors``; loading never unpickles) and
+``save_pretrained(folder)`` writes one. Frozen pretrained backbones are not stored:
+they come from their packages, so a checkpoint holds only what was trained.
+
+On CUDA the pipeline runs under autocast (bf16, fp16 where bf16 is missing) with
+channels-last tensors; on CPU it runs float32. Everything runs under
+``torch.inference_mode()`` and the T previews go through each network as one batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import __version__
+from .config import ConfigError, PipelineConfig
+from .flops import count_gflops
+from .models.backbones import create_backbone
+from .models.recognizer import Recognizer, topk_labels
+from .models.sampler import NSNetSampler
+from .models.selection import fuse, random_indices, select_topk, uniform_indices
+
+__all__ = ["Pipeline", "PipelineResult", "CheckpointError", "DEFAULT_CHECKPOINT", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+Progress = Callable[[str, float], None]  # (stage, fraction done in [0, 1])
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder is missing, incomplete or does not match its config."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without a GPU is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but no CUDA GPU is available (use --device auto or cpu)")
+    return dev
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """Per-frame outputs for one video plus the decision for one (K, lam).
+
+    Vectors are numpy arrays; ``to_dict()`` gives the ``predict --json`` schema.
+    ``frame_probs`` (recognizer probabilities on every preview) is present when the
+    pipeline ran with ``dense=True``; it lets ``rerank`` change K or lam, and ``compare``
+    score the baselines, without running a network again.
+    """
+
+    video: dict[str, Any]            # {path, duration_s, fps, width, height, num_frames}
+    timestamps_s: np.ndarray         # (T,) seconds
+    frame_scores: np.ndarray         # (T,) p_t, frame-level saliency
+    attention: np.ndarray            # (T,) g_t, video-level attention
+    fused: np.ndarray                # (T,) s_t
+    selected: np.ndarray             # (K,) ascending preview indices
+    probs: np.ndarray                # (C,) video prediction from the selected frames
+    class_names: list[str]
+    timings_ms: dict[str, float]     # decode, sampler, recognizer, total
+    gflops: dict[str, float]         # sampler, recognizer, total, dense
+    lam: float
+    device: str
+    trained: bool = True
+    repeated: bool = False           # the video had fewer distinct frames than T
+    frame_probs: np.ndarray | None = field(default=None, repr=False)  # (T, C)
+    dense_recognizer_ms: float | None = None  # measured time of the recognizer on all T previews
+    frames: np.ndarray | None = field(default=None, repr=False, compare=False)  # (T, H, W, 3) uint8
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.fused.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.selected.shape[0])
+
+    @property
+    def labels(self) -> list[dict]:
+        return topk_labels(torch.from_numpy(self.probs), self.class_names, 5)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``python -m nsnet predict --json`` object (see README, "Interfaces")."""
+        return {
+            "video": dict(self.video),
+            "timestamps_s": [round(float(x), 4) for x in self.timestamps_s],
+            "frame_scores": [float(x) for x in self.frame_scores],
+            "attention": [float(x) for x in self.attention],
+            "fused": [float(x) for x in self.fused],
+            "selected": [int(i) for i in self.selected],
+            "labels": self.labels,
+            "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
+            "gflops": {k: round(float(v), 4) for k, v in self.gflops.items()},
+        }
+
+    def teacher_curve(self) -> np.ndarray:
+        """(T,) recognizer confidence of the predicted class on every preview (needs dense)."""
+        self._need_dense("the teacher curve")
+        return self.frame_probs[:, int(np.argmax(self.probs))]
+
+    def rerank(self, k: int, lam: float) -> "PipelineResult":
+        """The decision for another K or lam, from the cached per-frame outputs only.
+
+        The recognizer time is scaled per frame from this run's measurement.
+        """
+        self._need_dense("re-ranking")
+        PipelineConfig.validate(self.num_frames, k, lam)
+        fused = fuse(torch.from_numpy(self.frame_scores), torch.from_numpy(self.attention), lam)
+        selected = select_topk(fused, k).numpy()
+        per_frame_gf = self.gflops["dense"] / self.num_frames
+        rec_ms = self.timings_ms["recognizer"] * k / max(1, self.k)
+        timings = dict(self.timings_ms, recognizer=rec_ms)
+        timings["total"] = timings["decode"] + timings["sampler"] + rec_ms
+        gflops = dict(self.gflops, recognizer=per_frame_gf * k)
+        gflops["total"] = gflops["sampler"] + gflops["recognizer"]
+        return dataclasses.replace(self, fused=fused.numpy(), selected=selected, lam=float(lam),
+                                   probs=self.frame_probs[selected].mean(0), timings_ms=timings, gflops=gflops)
+
+    def compare(self, seed: int = 0) -> list[dict[str, Any]]:
+        """NSNet-K vs uniform-K vs random-K vs dense-T on this clip (needs dense).
+
+        Each row: method, frames (indices), label, score, gflops, ms. The ms of the
+        baselines are decode + their recognizer frames at this run's measured per-frame cost.
+        """
+        self._need_dense("the comparison table")
+        t, k = self.num_frames, self.k
+        per_frame_gf = self.gflops["dense"] / t
+        per_frame_ms = (self.dense_recognizer_ms or self.timings_ms["recognizer"] * t / k) / t
+        decode = self.timings_ms["decode"]
+        gen = torch.Generator().manual_seed(seed)
+        rows = [("NSNet", list(map(int, self.selected)), self.gflops["total"], self.timings_ms["total"]),
+                ("uniform", uniform_indices(t, k), per_frame_gf * k, decode + per_frame_ms * k),
+                ("random", random_indices(t, k, gen), per_frame_gf * k, decode + per_frame_ms * k),
+                ("dense", list(range(t)), self.gflops["dense"], decode + per_frame_ms * t)]
+        out = []
+        for method, idx, gf, ms in rows:
+            probs = self.frame_probs[idx].mean(0)
+            top = int(np.argmax(probs))
+            out.append({"method": method, "frames": idx, "label": self.class_names[top],
+                        "score": float(probs[top]), "gflops": float(gf), "ms": float(ms)})
+        return out
+
+    def _need_dense(self, what: str) -> None:
+        if self.frame_probs is None:
+            raise ValueError(f"{what} needs per-frame recognizer outputs: run the pipeline with dense=True")
+
+
+class Pipeline:
+    """Sampler + recognizer on one device, with the config that rebuilds them."""
+
+    def __init__(self, config: PipelineConfig, sampler: NSNetSampler, recognizer: Recognizer,
+                 device: str | torch.device = "auto") -> None:
+        self.config = config
+        self.device = resolve_device(device)
+        self.sampler = sampler.to(self.device).eval()
+        self.recognizer = recognizer.to(self.device).eval()
+        self._amp_dtype: torch.dtype | None = None
+        if self.device.type == "cuda":
+            self.sampler.to(memory_format=torch.channels_last)
+            self.recognizer.to(memory_format=torch.channels_last)
+            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self._gflops: dict[tuple, float] = {}
+
+    # ----------------------------------------------------------------- building
+    @classmethod
+    def build(cls, config: PipelineConfig, device: str | torch.device = "auto") -> "Pipeline":
+        """Build from a config; backbones load their pretrained weights when the config says so."""
+        if not config.class_names:
+            raise ConfigError("the pipeline config needs class_names")
+        config.sampler.num_classes = len(config.class_names)
+        s_cfg, r_cfg = config.sampler, config.recognizer
+        sampler = NSNetSampler(s_cfg, create_backbone(s_cfg.backbone, pretrained=s_cfg.backbone_pretrained))
+        r_backbone = create_backbone(r_cfg.backbone, pretrained=r_cfg.backbone_pretrained,
+                                     class_names=config.class_names)
+        recognizer = Recognizer(r_cfg, r_backbone, config.class_names)
+        return cls(config, sampler, recognizer, device)
+
+    @classmethod
+    def from_pretrained(cls, path_or_id: str | os.PathLike, device: str | torch.device = "auto") -> "Pipeline":
+        """Load a checkpoint folder, or a Hugging Face Hub repo id holding one."""
+        from safetensors.torch import load_file
+
+        folder = _resolve_checkpoint(path_or_id)
+        config = PipelineConfig.load(folder / CONFIG_NAME)
+        pipe = cls.build(config, device="cpu")
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
+        try:
+            state = load_file(str(weights))
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
+        pipe.load_trained_state(state)
+        log.info("loaded checkpoint %s (%d classes, trained=%s)", folder, config.num_classes, config.trained)
+        return pipe.to(device)
+
+    def to(self, device: str | torch.device) -> "Pipeline":
+        return Pipeline(self.config, self.sampler, self.recognizer, device)
+
+    def _stored_prefixes(self) -> list[str]:
+        """Backbones that are frozen and pretrained come from their packages: not stored."""
+        skip = []
+        for name, cfg in (("sampler", self.config.sampler), ("recognizer", self.config.recognizer)):
+            if cfg.freeze_backbone and cfg.backbone_pretrained:
+                skip.append(f"{name}.backbone.")
+        return skip
+
+    def trained_state_dict(self) -> dict[str, Tensor]:
+        skip = self._stored_prefixes()
+        state = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
+        state.update({f"recognizer.{k}": v for k, v in self.recognizer.state_dict().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items() if not any(k.startswith(p) for p in skip)}
+
+    def load_trained_state(self, state: dict[str, Tensor]) -> None:
+        expected = set(self.trained_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint weights do not match its config: {len(missing)} missing "
+                                  f"(e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})")
+        for prefix, module in (("sampler.", self.sampler), ("recognizer.", self.recognizer)):
+            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                module.load_state_dict(sub, strict=False)
+            except RuntimeError as exc:  # shape mismatch: weights from another architecture
+                first = str(exc).strip().splitlines()[-1].strip()
+                raise CheckpointError(f"checkpoint weights do not match its config: {first}") from None
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` atomically (a half-written folder never appears)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(self.config.meta, nsnet_version=__version__, torch_version=torch.__version__)
+        config = dataclasses.replace(self.config, meta=meta)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            config.save(tmp / CONFIG_NAME)
+            save_file(self.trained_state_dict(), str(tmp / WEIGHTS_NAME))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("saved checkpoint to %s", folder)
+        return folder
+
+    # ----------------------------------------------------------------- running
+    @property
+    def class_names(self) -> list[str]:
+        return self.recognizer.class_names
+
+    def _autocast(self):
+        if self._amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
+
+    def _prepare(self, frames: Tensor, backbone, size: int) -> Tensor:
+        x = backbone.preprocess(frames.to(self.device), size)  # (N, 3, S, S)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def gflops_per_video(self, num_frames: int, k: int) -> dict[str, float]:
+        """GFLOPs of T sampler previews and K recognizer frames (counted once per T, cached)."""
+        s_size, r_size = self.config.sampler.input_size, self.config.recognizer.input_size
+        key_s, key_r = ("sampler", num_frames, s_size), ("recognizer", r_size)
+        if key_s not in self._gflops:
+            x = torch.zeros(1, num_frames, 3, s_size, s_size, device=self.device)
+            self._gflops[key_s] = count_gflops(self.sampler, x, 1, 0.5)
+        if key_r not in self._gflops:
+            x = torch.zeros(1, 1, 3, r_size, r_size, device=self.device)
+            self._gflops[key_r] = count_gflops(self.recognizer, x)
+        s, r = self._gflops[key_s], self._gflops[key_r]
+        return {"sampler": s, "recognizer": r * k, "total": s + r * k, "dense": r * num_frames}
+
+    @torch.inference_mode()
+    def extract_features(self, frames: np.ndarray | Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+        """Backbone features of uint8 previews (T, H, W, 3), as training and evaluation cache them.
+
+        Returns (sampler features (T, Ds), recognizer features (T, Dr)), float32 on the CPU.
+        The preprocessing is exactly the one ``__call__`` uses.
+        """
+        frames = torch.as_tensor(frames)
+        outs: list[list[Tensor]] = [[], []]
+        for start in range(0, frames.shape[0], batch_size):
+            chunk = frames[start:start + batch_size]
+            with self._autocast():
+                for i, (module, size) in enumerate(((self.sampler, self.config.sampler.input_size),
+                                                    (self.recognizer, self.config.recognizer.input_size))):
+                    x = self._prepare(chunk, module.backbone, size)
+                    outs[i].append(module.backbone.forward_features(x).float().cpu())
+        return torch.cat(outs[0]), torch.cat(outs[1])
+
+    @torch.inference_mode()
+    def __call__(self, frames: np.ndarray | Tensor, k: int | None = None, lam: float | None = None, *,
+                 dense: bool = False, timestamps_s: np.ndarray | None = None, video: dict | None = None,
+                 decode_ms: float = 0.0, repeated: bool = False, progress: Progress | None = None) -> PipelineResult:
+        """Score uint8 frames (T, H, W, 3) and recognise the top K.
+
+        With ``dense=True`` the recognizer also runs on the other T - K previews (timed
+        separately), which enables ``rerank``, ``compare`` and ``teacher_curve``.
+        """
+        report = progress or (lambda stage, frac: None)
+        frames = torch.as_tensor(frames)
+        if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {tuple(frames.shape)}")
+        t = frames.shape[0]
+        k = self.config.k if k is None else k
+        lam = self.config.lam if lam is None else lam
+        PipelineConfig.validate(t, k, lam)
+
+        report("sampler", 0.0)
+        start = time.perf_counter()
+        with self._autocast():
+            xs = self._prepare(frames, self.sampler.backbone, self.config.sampler.input_size)
+            out = self.sampler(xs.unsqueeze(0), k, lam)  # (1, T, ...) batch of one video
+        self._sync()
+        sampler_ms = (time.perf_counter() - start) * 1e3
+        selected = out.selected[0].cpu()  # (K,)
+
+        report("recognizer", 0.5)
+        start = time.perf_counter()
+        with self._autocast():
+            xr = self._prepare(frames[selected], self.recognizer.backbone, self.config.recognizer.input_size)
+            rec = self.recognizer(xr.unsqueeze(0))
+        self._sync()
+        recognizer_ms = (time.perf_counter() - start) * 1e3
+        sel_probs = rec.frame_probs[0].float().cpu()  # (K, C)
+
+        frame_probs, dense_ms = None, None
+        if dense:
+            report("dense recognizer", 0.75)
+            rest = torch.tensor([i for i in range(t) if i not in set(selected.tolist())], dtype=torch.long)
+            frame_probs = torch.zeros(t, sel_probs.shape[1])
+            frame_probs[selected] = sel_probs
+            start = time.perf_counter()
+            if len(rest):
+                with self._autocast():
+                    xo = self._prepare(frames[rest], self.recognizer.backbone, self.config.recognizer.input_size)
+                    frame_probs[rest] = self.recognizer(xo.unsqueeze(0)).frame_probs[0].float().cpu()
+            self._sync()
+            dense_ms = recognizer_ms + (time.perf_counter() - start) * 1e3
+            frame_probs = frame_probs.numpy()
+        report("done", 1.0)
+
+        if timestamps_s is None:
+            timestamps_s = np.arange(t, dtype=np.float64)
+        return PipelineResult(
+            video=video or {"path": None, "duration_s": None, "fps": None, "width": int(frames.shape[2]),
+                            "height": int(frames.shape[1]), "num_frames": t},
+            timestamps_s=np.asarray(timestamps_s, dtype=np.float64),
+            frame_scores=out.frame_scores[0].cpu().numpy(),
+            attention=out.attention[0].cpu().numpy(),
+            fused=out.fused[0].cpu().numpy(),
+            selected=selected.numpy(),
+            probs=sel_probs.mean(0).numpy(),
+            class_names=self.class_names,
+            timings_ms={"decode": decode_ms, "sampler": sampler_ms, "recognizer": recognizer_ms,
+                        "total": decode_ms + sampler_ms + recognizer_ms},
+            gflops=self.gflops_per_video(t, k),
+            lam=float(lam), device=str(self.device), trained=self.config.trained, repeated=repeated,
+            frame_probs=frame_probs, dense_recognizer_ms=dense_ms, frames=frames.cpu().numpy(),
+        )
+
+    def analyze(self, path: str | os.PathLike, num_frames: int | None = None, k: int | None = None,
+                lam: float | None = None, *, dense: bool = False, time_budget_s: float | None = 30.0,
+                progress: Progress | None = None) -> PipelineResult:
+        """Decode ``num_frames`` previews of a video file and run the pipeline on them.
+
+        Raises ``nsnet.video.VideoError`` (one human line) for a file that cannot be used.
+        """
+        from .video import read_clip
+
+        report = progress or (lambda stage, frac: None)
+        t = self.config.num_frames if num_frames is None else num_frames
+        PipelineConfig.validate(t, self.config.k if k is None else k, self.config.lam if lam is None else lam)
+        report("decode", 0.0)
+        start = time.perf_counter()
+        clip = read_clip(path, num_frames=t, size=self.config.recognizer.input_size, time_budget_s=time_budget_s)
+        decode_ms = (time.perf_counter() - start) * 1e3
+
+        def scaled(stage: str, frac: float) -> None:  # decode is the first ~third of the bar
+            report(stage, 0.3 + 0.7 * frac)
+
+        return self(clip.frames, k, lam, dense=dense, timestamps_s=clip.timestamps_s, video=clip.info.to_dict(),
+                    decode_ms=decode_ms, repeated=clip.repeated, progress=scaled)
+
+
+def _resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
+    path = Path(path_or_id).expanduser()
+    if path.is_dir():
+        if not (path / CONFIG_NAME).is_file():
+            raise CheckpointError(f"{path}: not a checkpoint folder (no {CONFIG_NAME})")
+        return path
+    text = str(path_or_id)
+    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
+        raise CheckpointError(f"checkpoint not found: {text} (expected a folder with {CONFIG_NAME} "
+                              f"and {WEIGHTS_NAME}, or a Hugging Face Hub id 'user/name')")
+    try:  # a hub id: only reached when the user asks for one; never in tests or the default app
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
+    except Exception as exc:
+        raise CheckpointError(f"could not fetch checkpoint {text!r} from the Hugging Face Hub: {exc}") from None
+
+
+def read_config(folder: str | os.PathLike) -> dict:
+    """The raw ``config.json`` of a checkpoint folder (for listings, without building models)."""
+    return json.loads((Path(folder) / CONFIG_NAME).read_text())

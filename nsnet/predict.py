@@ -1,0 +1,57 @@
+"""``python -m nsnet predict VIDEO``: saliency curves, selected frames and labels for one video."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import ConfigError
+from .pipeline import DEFAULT_CHECKPOINT, CheckpointError, Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nsnet predict", description=__doc__)
+    p.add_argument("video", help="path to a video file")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
+                   help="checkpoint folder or Hugging Face Hub id (default: the bundled demo model)")
+    p.add_argument("--frames", "-T", type=int, default=None, help="preview frames T (default: the checkpoint's)")
+    p.add_argument("--k", "-K", type=int, default=None, help="frames kept for the recognizer (default: the checkpoint's)")
+    p.add_argument("--lam", type=float, default=None, help="fusion weight of the frame-level branch in [0, 1]")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--time-budget-s", type=float, default=None, help="give up decoding after this many seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the documented schema)")
+    return p
+
+
+def _summary(result) -> str:
+    lines = [f"{result.video.get('path')}: T={result.num_frames} K={result.k} lam={result.lam:g}"]
+    lines.append("selected previews: " + ", ".join(
+        f"#{i} @ {result.timestamps_s[i]:.2f}s (s={result.fused[i]:.2f})" for i in result.selected))
+    lines += [f"  {d['score']:6.1%}  {d['label']}" for d in result.labels]
+    t, g = result.timings_ms, result.gflops
+    lines.append(f"time: decode {t['decode']:.0f} ms, sampler {t['sampler']:.0f} ms, recognizer "
+                 f"{t['recognizer']:.0f} ms on {result.device}; GFLOPs {g['total']:.2f} (dense {g['dense']:.2f})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .video import VideoError
+
+    try:
+        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
+        budget = {} if args.time_budget_s is None else {"time_budget_s": args.time_budget_s}
+        result = pipe.analyze(args.video, num_frames=args.frames, k=args.k, lam=args.lam, **budget)
+    except (VideoError, ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # e.g. --device cuda without a GPU
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not pipe.config.trained:
+        log.warning("checkpoint %s is untrained: labels are meaningless", args.checkpoint)
+    print(json.dumps(result.to_dict()) if args.json else _summary(result))
+    return 0

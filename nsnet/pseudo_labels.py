@@ -1,0 +1,63 @@
+"""Frame pseudo labels from a frozen teacher (NSNET.md section 3).
+
+The teacher is the trained recognizer. For every preview frame its confidence in the
+video's ground-truth class, ``c_t = softmax(recognizer(frame_t))[y]``, says how salient
+the frame is. Temporal ground truth is never used here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .models.selection import minmax_norm
+
+__all__ = ["RULES", "teacher_confidences", "make_pseudo_labels"]
+
+Rule = Literal["relative", "topk", "threshold", "soft"]
+RULES: tuple[str, ...] = ("relative", "topk", "threshold", "soft")
+
+
+def teacher_confidences(frame_probs: Tensor, labels: Tensor) -> Tensor:
+    """Confidence of the ground-truth class per frame.
+
+    frame_probs: (B, T, C) probabilities; labels: (B,) int64 -> (B, T).
+    """
+    if frame_probs.dim() != 3:
+        raise ValueError(f"frame_probs must be (B, T, C), got shape {tuple(frame_probs.shape)}")
+    idx = labels.long().view(-1, 1, 1).expand(-1, frame_probs.shape[1], 1)
+    return frame_probs.gather(-1, idx).squeeze(-1)
+
+
+def make_pseudo_labels(conf: Tensor, rule: Rule = "relative", *, gamma: float = 0.8,
+                       rho: float = 0.25, tau: float = 0.5) -> Tensor:
+    """Turn teacher confidences (..., T) into frame targets (..., T) in {0, 1} (or [0, 1] for soft).
+
+    - ``relative``: ``c_t >= gamma * max_t c_t``
+    - ``topk``: the ``ceil(rho * T)`` most confident frames (clamped to 1..T; ties to earlier frames)
+    - ``threshold``: ``c_t >= tau``
+    - ``soft``: min-max normalised confidences (a constant vector gives 0.5 everywhere)
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown pseudo-label rule {rule!r} (choose from {', '.join(RULES)})")
+    if conf.numel() == 0 or conf.shape[-1] == 0:
+        raise ValueError("pseudo labels need at least one frame (T >= 1)")
+    if not torch.isfinite(conf).all():
+        raise ValueError("teacher confidences contain NaN or infinite values; check the teacher's outputs")
+    conf = conf.float()
+    if rule == "relative":
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be between 0 and 1, got {gamma}")
+        return (conf >= gamma * conf.amax(-1, keepdim=True)).float()
+    if rule == "threshold":
+        return (conf >= tau).float()
+    if rule == "soft":
+        return minmax_norm(conf)
+    t = conf.shape[-1]
+    if rho <= 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    k = min(t, max(1, math.ceil(rho * t)))
+    order = torch.sort(conf, dim=-1, descending=True, stable=True).indices[..., :k]
+    return torch.zeros_like(conf).scatter_(-1, order, 1.0)

@@ -1,0 +1,135 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from nsnet.config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
+from nsnet.pipeline import CheckpointError, Pipeline
+
+CONTRACT_KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
+                 "timings_ms", "gflops"}
+
+
+@pytest.fixture
+def pipe(tiny_pipeline_config):
+    torch.manual_seed(0)
+    return Pipeline.build(tiny_pipeline_config, device="cpu")
+
+
+@pytest.fixture
+def frames():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, size=(8, 72, 96, 3), dtype=np.uint8)  # (T, H, W, 3)
+
+
+def test_result_follows_the_predict_json_contract(pipe, frames):
+    res = pipe(frames)
+    d = json.loads(json.dumps(res.to_dict()))
+    assert set(d) == CONTRACT_KEYS
+    assert len(d["frame_scores"]) == len(d["attention"]) == len(d["fused"]) == len(d["timestamps_s"]) == 8
+    assert len(d["selected"]) == 3 and d["selected"] == sorted(d["selected"])
+    assert len(d["labels"]) == 5 and d["labels"][0]["score"] >= d["labels"][-1]["score"]
+    assert all(0 <= x <= 1 for x in d["fused"])
+    assert set(d["timings_ms"]) == {"decode", "sampler", "recognizer", "total"}
+    assert set(d["gflops"]) == {"sampler", "recognizer", "total", "dense"}
+    g = d["gflops"]
+    assert g["recognizer"] > 0 and g["sampler"] > 0
+    assert g["total"] == pytest.approx(g["sampler"] + g["recognizer"], rel=1e-3)
+    assert g["dense"] == pytest.approx(g["recognizer"] * 8 / 3, rel=1e-3)  # T frames vs K frames
+    assert sum(lab["score"] for lab in d["labels"]) <= 1.0 + 1e-5
+
+
+def test_same_input_same_output_on_cpu(pipe, frames):
+    a, b = pipe(frames).to_dict(), pipe(frames).to_dict()
+    for key in ("frame_scores", "attention", "fused", "selected", "labels", "gflops"):
+        assert a[key] == b[key], key
+
+
+def test_save_and_load_round_trip_with_perturbed_weights(pipe, frames, tmp_path):
+    with torch.no_grad():
+        for p in list(pipe.sampler.parameters()) + list(pipe.recognizer.parameters()):
+            p.add_(torch.randn_like(p) * 0.05)
+    before = pipe(frames, dense=True)
+    folder = pipe.save_pretrained(tmp_path / "ckpt")
+    assert sorted(x.name for x in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = Pipeline.from_pretrained(folder, device="cpu")
+    after = loaded(frames, dense=True)
+    np.testing.assert_allclose(before.frame_scores, after.frame_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(before.attention, after.attention, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(before.frame_probs, after.frame_probs, rtol=1e-5, atol=1e-6)
+    assert before.selected.tolist() == after.selected.tolist()
+    assert loaded.config.class_names == pipe.config.class_names
+
+
+def test_frozen_pretrained_backbones_are_not_stored(tmp_path):
+    cfg = PipelineConfig(class_names=["a", "b"],
+                         sampler=SamplerConfig(input_size=64, hidden_dim=16, attention_dim=8),
+                         recognizer=RecognizerConfig(backbone="efficientnet_lite0", input_size=64),
+                         num_frames=4, k=2)
+    pipe = Pipeline.build(cfg, device="cpu")  # packaged ImageNet weights, frozen
+    folder = pipe.save_pretrained(tmp_path / "ckpt")
+    keys = set(load_file(str(folder / "model.safetensors")))
+    assert keys and not any(".backbone." in k for k in keys)
+    assert (folder / "model.safetensors").stat().st_size < 2_000_000  # heads only
+    frames = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    a = pipe(frames, dense=True)
+    b = Pipeline.from_pretrained(folder, device="cpu")(frames, dense=True)
+    np.testing.assert_allclose(a.frame_probs, b.frame_probs, rtol=1e-4, atol=1e-6)
+
+
+def test_rerank_matches_a_fresh_run(pipe, frames):
+    res = pipe(frames, k=3, lam=0.5, dense=True)
+    for k, lam in [(1, 0.0), (5, 1.0), (8, 0.3)]:
+        fresh = pipe(frames, k=k, lam=lam)
+        re = res.rerank(k, lam)
+        assert re.selected.tolist() == fresh.selected.tolist()
+        np.testing.assert_allclose(re.probs, fresh.probs, rtol=1e-4, atol=1e-6)
+        assert re.gflops["recognizer"] == pytest.approx(fresh.gflops["recognizer"], rel=1e-6)
+        assert [x["label"] for x in re.labels] == [x["label"] for x in fresh.labels]
+    with pytest.raises(ConfigError, match="k must be between"):
+        res.rerank(9, 0.5)
+    with pytest.raises(ValueError, match="dense=True"):
+        pipe(frames).rerank(2, 0.5)
+
+
+def test_compare_rows_and_teacher_curve(pipe, frames):
+    res = pipe(frames, dense=True)
+    rows = {r["method"]: r for r in res.compare(seed=0)}
+    assert set(rows) == {"NSNet", "uniform", "random", "dense"}
+    assert rows["dense"]["frames"] == list(range(8)) and rows["uniform"]["frames"] == [1, 4, 6]
+    assert rows["NSNet"]["frames"] == res.selected.tolist()
+    assert rows["dense"]["gflops"] > rows["NSNet"]["gflops"] - res.gflops["sampler"]
+    curve = res.teacher_curve()
+    top = int(np.argmax(res.probs))
+    np.testing.assert_allclose(curve, res.frame_probs[:, top])
+
+
+def test_bad_inputs_are_clear_errors(pipe, frames, tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        pipe(frames.astype(np.float32))
+    with pytest.raises(ConfigError, match="k must be between 1 and T=8"):
+        pipe(frames, k=9)
+    with pytest.raises(ConfigError, match="lam"):
+        pipe(frames, lam=2.0)
+    with pytest.raises(CheckpointError, match="not found"):
+        Pipeline.from_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        Pipeline.from_pretrained(tmp_path / "empty")
+
+
+def test_checkpoint_with_wrong_weights_is_rejected(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "ckpt")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["sampler"]["hidden_dim"] = 48  # weights no longer fit the config
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="do not match"):
+        Pipeline.from_pretrained(folder, device="cpu")
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    cfg["sampler"]["hidden_dim"] = 32
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="unreadable"):
+        Pipeline.from_pretrained(folder, device="cpu")

@@ -1,0 +1,293 @@
+"""transformers-backed backbones: ``hf:<model>`` image classifiers and ``clip:<model>`` zero-shot.
+
+``<model>`` is a hub id (``google/vit-base-patch16-224``, downloaded by transformers as
+usual) or a local folder written by ``save_pretrained``. Input statistics and size come from
+the folder's / repo's ``preprocessor_config.json`` when there is one, else ImageNet (or CLIP)
+defaults and ``config.image_size``. transformers is imported lazily, only by these builders.
+Like any ``nn.Module`` (and timm's ``create_model``) the built backbones start in train mode.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nsnet.models.backbones import Backbone, BackboneError, replace_submodule
+from nsnet.models.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = ["CLIPZeroShot", "HFImageClassifier", "build_clip", "build_hf_classifier", "read_preprocessor_config"]
+
+log = logging.getLogger(__name__)
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_PROMPT = "a video of {}."
+_HUB_KEYS = ("revision", "cache_dir", "local_files_only", "token", "subfolder")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: kwargs[k] for k in _HUB_KEYS if k in kwargs}
+
+
+def read_preprocessor_config(source: str, **hub_kwargs) -> dict[str, Any] | None:
+    """``preprocessor_config.json`` of a local folder or hub repo, or ``None`` if absent."""
+    if os.path.isdir(source):
+        path = os.path.join(source, hub_kwargs.get("subfolder", ""), "preprocessor_config.json")
+        if not os.path.isfile(path):
+            return None
+    else:
+        try:
+            from transformers.utils import cached_file
+
+            path = cached_file(source, "preprocessor_config.json",
+                               _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        except Exception as e:  # offline, gated, ...: fall back to defaults
+            log.warning("%s: no preprocessor_config.json (%s); using defaults", source, e)
+            return None
+        if path is None:
+            return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _side(value: Any) -> int | None:
+    """A square side from the forms HF uses: int, [h, w], {"height", "width"}, {"shortest_edge"}."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple)) and value:
+        return int(value[0])
+    if isinstance(value, dict):
+        for key in ("height", "shortest_edge", "width"):
+            if value.get(key):
+                return int(value[key])
+    return None
+
+
+def input_spec(
+    pre: dict[str, Any] | None,
+    config_image_size: Any,
+    default_mean: tuple[float, float, float],
+    default_std: tuple[float, float, float],
+) -> tuple[int, tuple[float, float, float], tuple[float, float, float]]:
+    """``(input_size, mean, std)`` from a preprocessor config, else the defaults."""
+    pre = pre or {}
+    size = None
+    if pre.get("do_center_crop", "crop_size" in pre) and pre.get("crop_size") is not None:
+        size = _side(pre["crop_size"])
+    if size is None and pre.get("size") is not None:
+        size = _side(pre["size"])
+    if size is None:
+        size = _side(config_image_size) or 224
+    mean = tuple(float(v) for v in pre.get("image_mean") or default_mean)
+    std = tuple(float(v) for v in pre.get("image_std") or default_std)
+    if len(mean) != 3 or len(std) != 3:
+        raise BackboneError(f"expected 3-channel image_mean/image_std, got {mean} / {std}")
+    return int(size), mean, std
+
+
+def _accepts(fn, arg: str) -> bool:
+    try:
+        return arg in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- hf: classifiers
+
+
+def find_classifier(model: nn.Module, num_labels: int) -> str:
+    """Qualified name of the classifier ``nn.Linear`` of a transformers image classifier.
+
+    The head is whatever lies outside the base model (``model.base_model_prefix``); it must
+    hold exactly one linear layer with ``num_labels`` outputs (ViT, DeiT, BEiT, Swin,
+    ConvNeXt, ResNet, RegNet, EfficientNet, MobileNet, DINOv2, ... all do).
+    """
+    prefix = getattr(model, "base_model_prefix", "")
+    found = [
+        qualname
+        for qualname, module in model.named_modules()
+        if isinstance(module, nn.Linear)
+        and module.out_features == num_labels
+        and not (prefix and (qualname == prefix or qualname.startswith(prefix + ".")))
+    ]
+    if len(found) != 1:
+        raise BackboneError(
+            f"{type(model).__name__}: expected one linear classifier with {num_labels} outputs outside "
+            f"the base model, found {found or 'none'}"
+        )
+    return found[0]
+
+
+class HFImageClassifier(Backbone):
+    """A transformers ``AutoModelForImageClassification`` split before its classifier.
+
+    The classifier layer is replaced by ``Identity`` inside the model, so the model's
+    ``logits`` output *is* the pooled representation the classifier sees (CLS token after
+    the final norm for ViT, pooled features for Swin/ConvNeXt, ...).
+    """
+
+    def __init__(self, model: nn.Module, classifier_name: str, *, name: str, input_size: int,
+                 mean: tuple[float, float, float], std: tuple[float, float, float],
+                 head_labels: list[str] | None) -> None:
+        fc = model.get_submodule(classifier_name)
+        super().__init__(name=name, num_features=fc.in_features, input_size=input_size,
+                         mean=mean, std=std, head_labels=head_labels)
+        replace_submodule(model, classifier_name, nn.Identity())
+        self.model = model
+        self.classifier = fc
+        # lets ViT-like models run at sizes other than the native one (e.g. 128 px previews)
+        self._forward_kwargs = {"interpolate_pos_encoding": True} if _accepts(model.forward, "interpolate_pos_encoding") else {}
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        out = self.model(pixel_values=x, **self._forward_kwargs)
+        return out.logits.flatten(1)  # (N, D): the classifier's input
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        self._check_head()
+        return self.classifier(feats)  # (N, C)
+
+
+def build_hf_classifier(
+    source: str,
+    pretrained: bool = True,
+    class_names: list[str] | None = None,
+    **kwargs,
+) -> HFImageClassifier:
+    """Build ``hf:<source>``: ``AutoModelForImageClassification.from_pretrained(source)``.
+
+    ``pretrained=False`` builds the same architecture from its config with random weights.
+    ``head_labels`` are the config's ``id2label``; ``class_names`` is ignored. Other kwargs go
+    to ``from_pretrained`` (``revision=``, ``local_files_only=``, ``dtype=`` defaults to float32).
+    """
+    try:
+        from transformers import AutoConfig, AutoModelForImageClassification
+    except ImportError as e:  # pragma: no cover - transformers is a project dependency
+        raise BackboneError("hf: backbones need the 'transformers' package (pip install transformers)") from e
+    hub = _hub_kwargs(kwargs)
+    try:
+        if pretrained:
+            kwargs.setdefault("dtype", torch.float32)
+            model = AutoModelForImageClassification.from_pretrained(source, **kwargs)
+        else:
+            config = AutoConfig.from_pretrained(source, **hub)
+            model = AutoModelForImageClassification.from_config(config)
+    except (OSError, ValueError, KeyError) as e:
+        raise BackboneError(f"hf:{source}: cannot load an image classifier: {_one_line(e)}") from e
+    config = model.config
+    num_labels = int(config.num_labels)
+    fc_name = find_classifier(model, num_labels)
+    id2label = config.id2label or {}
+    head_labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels)]
+    size, mean, std = input_spec(read_preprocessor_config(source, **hub), getattr(config, "image_size", None),
+                                 IMAGENET_MEAN, IMAGENET_STD)
+    return HFImageClassifier(model, fc_name, name=f"hf:{source}", input_size=size, mean=mean, std=std,
+                             head_labels=head_labels)
+
+
+# --------------------------------------------------------------------------- clip: zero-shot
+
+
+class CLIPZeroShot(Backbone):
+    """CLIP as a zero-shot recognizer over ``class_names``.
+
+    ``forward_features``: L2-normalised image embeddings ``(N, E)``. ``forward_head``:
+    ``logit_scale * feats @ text.T`` with ``text`` the L2-normalised embeddings ``(C, E)`` of
+    ``prompt.format(name)`` for each class (computed once; :meth:`set_class_names` redoes it).
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, class_names: list[str], *, prompt: str = DEFAULT_PROMPT,
+                 name: str, input_size: int, mean: tuple[float, float, float],
+                 std: tuple[float, float, float]) -> None:
+        super().__init__(name=name, num_features=int(model.config.projection_dim), input_size=input_size,
+                         mean=mean, std=std, head_labels=list(class_names))
+        self.model = model
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.register_buffer("text_embeds", torch.empty(0, self.num_features), persistent=False)
+        self.set_class_names(class_names, prompt)
+
+    @staticmethod
+    def _pooled(out: Any) -> Tensor:
+        # transformers >= 5 returns a BaseModelOutputWithPooling, older versions a tensor
+        return out if isinstance(out, Tensor) else out.pooler_output
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> Tensor:
+        """``texts`` -> L2-normalised text embeddings ``(len(texts), E)``."""
+        max_len = getattr(self.model.config.text_config, "max_position_embeddings", 77)
+        tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=max_len, return_tensors="pt")
+        device = self.model.logit_scale.device
+        was_training = self.model.training
+        self.model.eval()  # no dropout in the class embeddings
+        try:
+            emb = self._pooled(self.model.get_text_features(input_ids=tok["input_ids"].to(device),
+                                                            attention_mask=tok["attention_mask"].to(device)))
+        finally:
+            self.model.train(was_training)
+        return F.normalize(emb.float(), dim=-1)  # (C, E)
+
+    def set_class_names(self, class_names: list[str], prompt: str | None = None) -> None:
+        """Recompute the head for new class names (and optionally a new prompt template)."""
+        if not class_names:
+            raise BackboneError(f"{self.name}: class_names must be a non-empty list")
+        if prompt is not None:
+            if "{}" not in prompt:
+                raise BackboneError(f"prompt template must contain '{{}}', got {prompt!r}")
+            self.prompt = prompt
+        self.text_embeds = self.encode_text([self.prompt.format(c) for c in class_names])  # (C, E)
+        self.head_labels = [str(c) for c in class_names]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        out = self.model.get_image_features(pixel_values=x, interpolate_pos_encoding=True)
+        return F.normalize(self._pooled(out), dim=-1)  # (N, E)
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        scale = self.model.logit_scale.exp()
+        return scale * feats @ self.text_embeds.to(feats.dtype).t()  # (N, C)
+
+
+def build_clip(
+    source: str,
+    pretrained: bool = True,
+    class_names: list[str] | None = None,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    **kwargs,
+) -> CLIPZeroShot:
+    """Build ``clip:<source>``: ``CLIPModel`` + its tokenizer, zero-shot over ``class_names``.
+
+    ``class_names`` is required; ``prompt`` is the template (``"a video of {}."``).
+    ``pretrained=False`` gives random weights from the config (the tokenizer still loads).
+    """
+    if not class_names:
+        raise BackboneError(f"clip:{source} is a zero-shot recognizer: pass class_names=[...]")
+    if "{}" not in prompt:
+        raise BackboneError(f"prompt template must contain '{{}}', got {prompt!r}")
+    try:
+        from transformers import AutoTokenizer, CLIPConfig, CLIPModel
+    except ImportError as e:  # pragma: no cover
+        raise BackboneError("clip: backbones need the 'transformers' package (pip install transformers)") from e
+    hub = _hub_kwargs(kwargs)
+    try:
+        if pretrained:
+            kwargs.setdefault("dtype", torch.float32)
+            model = CLIPModel.from_pretrained(source, **kwargs)
+        else:
+            model = CLIPModel(CLIPConfig.from_pretrained(source, **hub))
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
+    except (OSError, ValueError, KeyError) as e:
+        raise BackboneError(f"clip:{source}: cannot load a CLIP model and tokenizer: {_one_line(e)}") from e
+    size, mean, std = input_spec(read_preprocessor_config(source, **hub),
+                                 getattr(model.config.vision_config, "image_size", None), CLIP_MEAN, CLIP_STD)
+    return CLIPZeroShot(model, tokenizer, list(class_names), prompt=prompt, name=f"clip:{source}",
+                        input_size=size, mean=mean, std=std)

@@ -13,6 +13,7 @@ COMMANDS = {
     "make-synthetic": ("nsnet.data.synthetic", "generate the untrimmed-video benchmark"),
     "train": ("nsnet.train", "train the recognizer, pseudo labels and the sampler"),
     "eval": ("nsnet.evaluate", "evaluate NSNet against the baselines"),
+    "ablate": ("nsnet.ablate", "measure the open design choices (pseudo labels, attention, L_non, lam)"),
     "bench": ("nsnet.bench", "measure decode / sampler / recognizer cost"),
     "demo-model": ("nsnet.demo", "rebuild the bundled demo checkpoint and example clips"),
 }

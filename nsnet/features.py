@@ -52,6 +52,10 @@ def load_records(data: str | Path, subset: str | None, *, video_root: str | Path
     from .data.formats import load_dataset
 
     records, class_names = load_dataset(data, video_root=video_root, subset=subset)
+    unlabelled = sum(r.label_index < 0 for r in records)
+    if unlabelled:
+        log.warning("skipping %d unlabelled videos of subset %r", unlabelled, subset)
+        records = [r for r in records if r.label_index >= 0]
     if not records:
         raise FileNotFoundError(f"no videos found for subset {subset!r} in {data}")
     if max_videos is not None:
@@ -70,19 +74,12 @@ def backbone_fingerprint(module: nn.Module) -> str:
 
 
 def _cache_key(record, pipe: Pipeline, num_frames: int, fingerprints: tuple[str, str]) -> dict:
-    path = Path(record.path)
-    stat = path.stat()
+    from .data.cache import video_key
+
     cfg = pipe.config
-    return {"video": str(path.resolve()), "mtime": int(stat.st_mtime), "bytes": stat.st_size, "t": num_frames,
-            "sampler": f"{cfg.sampler.backbone}@{cfg.sampler.input_size}#{fingerprints[0]}",
-            "recognizer": f"{cfg.recognizer.backbone}@{cfg.recognizer.input_size}#{fingerprints[1]}"}
-
-
-def _salient_mask(timestamps: Tensor, segments) -> Tensor:
-    mask = torch.zeros(timestamps.shape[0], dtype=torch.bool)
-    for start, end in segments:
-        mask |= (timestamps >= start) & (timestamps <= end)
-    return mask
+    return video_key(record.path, t=num_frames,
+                     sampler=f"{cfg.sampler.backbone}@{cfg.sampler.input_size}#{fingerprints[0]}",
+                     recognizer=f"{cfg.recognizer.backbone}@{cfg.recognizer.input_size}#{fingerprints[1]}")
 
 
 def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frames: int, cache_dir: str | Path,
@@ -92,6 +89,7 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
     Under DDP each rank fills its shard of the cache, then every rank reads all of it.
     """
     from .data.cache import FeatureCache
+    from .data.records import segments_mask
     from .video import VideoError, read_clip
 
     dist = dist or dist_utils.DistInfo()
@@ -131,7 +129,8 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
         raise FileNotFoundError("none of the videos could be read")
     ts = torch.stack([it["timestamps_s"] for it in items])
     has_segments = all(getattr(r, "segments", None) is not None for r in kept)
-    gt = torch.stack([_salient_mask(ts[i], r.segments) for i, r in enumerate(kept)]) if has_segments else None
+    gt = (torch.from_numpy(np.stack([segments_mask(ts[i].numpy(), r.segments) for i, r in enumerate(kept)]))
+          if has_segments else None)
     return FeatureSet(video_ids=[r.video_id for r in kept], class_names=list(class_names),
                       sampler=torch.stack([it["sampler"] for it in items]).float(),
                       recognizer=torch.stack([it["recognizer"] for it in items]).float(),

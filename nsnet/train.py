@@ -83,6 +83,7 @@ class TrainConfig:
     # runtime
     device: str = "auto"
     resume: bool = False
+    save_state: bool = True              # write the resumable state after every epoch
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -176,7 +177,7 @@ class _Trainer:
             bar.set_postfix(loss=f"{mean:.4f}")
             if epoch % 10 == 0 or epoch == epochs - 1:
                 log.info("%s epoch %d/%d loss %.4f", stage, epoch + 1, epochs, mean)
-            if info.is_main:
+            if info.is_main and cfg.save_state:
                 self._save_state(stage, epoch, opt, sched)
         module.eval()
 
@@ -242,40 +243,55 @@ def _load_resume(cfg: TrainConfig, pipe: Pipeline) -> dict | None:
     return state
 
 
-def run(cfg: TrainConfig) -> Path:
-    """Train and write the checkpoint folder ``cfg.out``; returns its path."""
+@dataclass
+class TrainResult:
+    pipeline: Pipeline
+    history: dict[str, list[float]]   # mean loss per epoch, per stage
+    num_videos: int
+    seconds: float
+    checkpoint: Path | None = None    # written by ``run`` on the main process
+
+
+def train(cfg: TrainConfig, info: dist_utils.DistInfo | None = None) -> TrainResult:
+    """Run the three stages and return the trained pipeline (nothing is written but caches and state)."""
     from .features import build_feature_set, load_records
 
     device = resolve_device(cfg.device)
-    info = dist_utils.init(device)
+    info = info or dist_utils.DistInfo()
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
     started = time.perf_counter()
+    records, class_names = load_records(cfg.data, cfg.subset, video_root=cfg.video_root, max_videos=cfg.max_videos)
+    torch.manual_seed(cfg.seed)  # heads start identically on every rank
+    pipe = Pipeline.build(cfg.pipeline_config(class_names), device=device)
+    fs = build_feature_set(records, class_names, pipe, cfg.num_frames, cfg.cache_path, dist=info,
+                           progress=cfg.progress)
+    trainer = _Trainer(cfg, pipe, info)
+    resume = _load_resume(cfg, pipe)
+    if cfg.recognizer_head == "linear" and not (resume and resume["stage"] == "sampler"):
+        train_recognizer(trainer, fs.recognizer, fs.labels, resume)
+    pseudo = teacher_pseudo_labels(pipe, fs.recognizer, fs.labels, cfg)
+    log.info("pseudo labels (%s): %.1f%% of frames salient", cfg.pseudo_rule, 100 * float(pseudo.mean()))
+    train_sampler(trainer, fs.sampler, fs.labels, pseudo, resume)
+    pipe.config.trained = True
+    return TrainResult(pipe, trainer.history, len(fs), time.perf_counter() - started)
+
+
+def run(cfg: TrainConfig) -> TrainResult:
+    """Train (joining the process group under torchrun) and write the checkpoint ``cfg.out``."""
+    info = dist_utils.init(resolve_device(cfg.device))
     try:
-        records, class_names = load_records(cfg.data, cfg.subset, video_root=cfg.video_root,
-                                            max_videos=cfg.max_videos)
-        torch.manual_seed(cfg.seed)  # heads start identically on every rank
-        pipe = Pipeline.build(cfg.pipeline_config(class_names), device=device)
-        fs = build_feature_set(records, class_names, pipe, cfg.num_frames, cfg.cache_path,
-                               dist=info, progress=cfg.progress)
-        trainer = _Trainer(cfg, pipe, info)
-        resume = _load_resume(cfg, pipe)
-        if cfg.recognizer_head == "linear" and not (resume and resume["stage"] == "sampler"):
-            train_recognizer(trainer, fs.recognizer, fs.labels, resume)
-        pseudo = teacher_pseudo_labels(pipe, fs.recognizer, fs.labels, cfg)
-        log.info("pseudo labels (%s): %.1f%% of frames salient", cfg.pseudo_rule, 100 * float(pseudo.mean()))
-        train_sampler(trainer, fs.sampler, fs.labels, pseudo, resume)
+        result = train(cfg, info)
         out = Path(cfg.out)
         if info.is_main:
-            pipe.config.trained = True
-            pipe.config.meta = {"train": dataclasses.asdict(cfg), "num_train_videos": len(fs.video_ids),
-                                "final_loss": {k: (v[-1] if v else None) for k, v in trainer.history.items()},
-                                "train_seconds": round(time.perf_counter() - started, 1),
-                                "world_size": info.world_size}
-            pipe.save_pretrained(out)
+            pipe = result.pipeline
+            pipe.config.meta = {"train": dataclasses.asdict(cfg), "num_train_videos": result.num_videos,
+                                "final_loss": {k: (v[-1] if v else None) for k, v in result.history.items()},
+                                "train_seconds": round(result.seconds, 1), "world_size": info.world_size}
+            result.checkpoint = pipe.save_pretrained(out)
             cfg.state_path.unlink(missing_ok=True)
         dist_utils.barrier(info)
-        return out
+        return result
     finally:
         dist_utils.shutdown(info)
 
@@ -322,9 +338,10 @@ def config_from_args(argv: list[str] | None) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(argv)
-        out = run(cfg)
+        result = run(cfg)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2
-    log.info("checkpoint written to %s", out)
+    if result.checkpoint:
+        log.info("checkpoint written to %s", result.checkpoint)
     return 0

@@ -10,9 +10,10 @@ Scene kinds (see :data:`.spec.NON_SALIENT_KINDS`):
 * ``action``      the class actor, clearly visible, moving; 0-2 distractors behind it.
 * ``background``  the location alone, camera panning.
 * ``distractors`` 1-3 of the video's shared distractor actors (ball, blob, bar, cloud).
-* ``near_miss``   the class actor but not recognisably: tiny, peeking from behind a
-                  foreground panel or the top / bottom frame edge (75-90 % hidden), or
-                  badly out of focus.
+* ``near_miss``   an actor of a random class (any class, independent of the video's:
+                  near-misses never hint at the label) but not recognisably: tiny, peeking
+                  from behind a foreground panel or the top / bottom frame edge (75-90 %
+                  hidden), or badly out of focus.
 * ``title``       a title card, or a caption band over the location, with neutral text.
 * ``blur``        an out-of-focus shot of the location and distractors.
 * ``black``       a black transition.
@@ -87,6 +88,8 @@ class Renderer:
         p["distractors"] = [(self.cast[int(c)], self._motion_params(rng), rng.uniform(0.7, 1.3)) for c in chosen]
         if sc.kind == "near_miss":
             p["variant"] = str(rng.choice(["tiny", "edge", "panel", "blur"], p=[0.35, 0.2, 0.25, 0.2]))
+            # Any class's actor, whatever the video's class: a near-miss never hints at the label.
+            p["actor"] = int(rng.integers(len(ACTORS)))
             p["visible"] = rng.uniform(0.1, 0.25)      # visible fraction of the diameter
             p["side"] = int(rng.choice([-1, 1]))
             p["line"] = rng.uniform(0.3, 0.7) * w       # panel edge (px)
@@ -136,8 +139,9 @@ class Renderer:
         return layer
 
     # ------------------------------------------------------------------------- drawing
-    def _actor_sprite(self, t: float, p: dict, radius: float, where: str = "box"):
-        mo = self.actor.motion(t, p["motion"])
+    def _actor_sprite(self, t: float, p: dict, radius: float, where: str = "box", actor=None):
+        actor = actor or self.actor
+        mo = actor.motion(t, p["motion"])
         w, h = self.spec.width, self.spec.height
         ext = radius * max(mo.sx, mo.sy) * 1.1
         # The actor stays inside the central square (plus a little), which is what a
@@ -152,9 +156,9 @@ class Renderer:
         elif where == "panel":   # mostly behind a foreground panel whose edge is p["line"]
             vis = 2 * radius * p["visible"]
             cx = p["line"] - p["side"] * (vis - radius)
-        angle = cx / max(radius, 1.0) if self.actor.name == "rolling_wheel" else mo.angle
+        angle = cx / max(radius, 1.0) if actor.name == "rolling_wheel" else mo.angle
         pose = Pose(cx, cy, radius, angle, mo.sx, mo.sy)
-        return render_sprite(self.actor.shape(mo.phase), self.actor.texture(mo.phase), pose, self.colours, extent=1.35)
+        return render_sprite(actor.shape(mo.phase), actor.texture(mo.phase), pose, self.colours, extent=1.35)
 
     def _draw_distractors(self, img: Image.Image, t: float, p: dict) -> None:
         w, h = self.spec.width, self.spec.height
@@ -189,8 +193,8 @@ class Renderer:
             elif sc.kind == "near_miss":
                 v = p["variant"]
                 radius = p["tiny"] if v == "tiny" else p["radius"]
-                paste_sprite(img, self._actor_sprite(t, p, radius, where=v if v in ("edge", "panel") else "box"),
-                             shadow=0.35)
+                paste_sprite(img, self._actor_sprite(t, p, radius, where=v if v in ("edge", "panel") else "box",
+                                                     actor=ACTORS[p["actor"]]), shadow=0.35)
                 if v == "panel":
                     x = int(round(p["line"]))
                     img.paste(p["panel"], (x, 0, w, h) if p["side"] > 0 else (0, 0, x, h))

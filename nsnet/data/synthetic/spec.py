@@ -34,7 +34,7 @@ SUBSETS = ("training", "validation", "testing")
 NON_SALIENT_KINDS: dict[str, float] = {
     "background": 0.18,   # the empty location, camera panning
     "distractors": 0.24,  # shared class-agnostic actors moving about
-    "near_miss": 0.24,    # the video's actor tiny, mostly occluded, or badly out of focus
+    "near_miss": 0.24,    # a random class's actor tiny, mostly occluded, or badly out of focus
     "title": 0.12,        # title card / caption with text
     "blur": 0.12,         # out-of-focus shot of background and distractors
     "black": 0.10,        # black transition

@@ -1,0 +1,137 @@
+"""``python -m nsnet ablate``: the choices NSNET.md leaves open, measured on a benchmark.
+
+The recognizer is trained once (stage 1); every variant then re-initialises and trains
+only the sampler (stages 2-3) on cached features, over several seeds, and is scored on
+the validation subset at the same K. Variants: pseudo-label rule, sigmoid gates vs
+softmax attention, background vs uniform-KL non-salient loss, no non-salient loss, and
+the fusion weight lam (a re-ranking of the default model, no training).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import statistics
+from pathlib import Path
+
+import torch
+
+from .config import ConfigError
+from .distributed import DistInfo
+from .evaluate import evaluate, frame_outputs
+from .features import build_feature_set, default_cache_dir, load_records
+from .models.sampler import NSNetSampler
+from .pipeline import Pipeline
+from .train import TrainConfig, _Trainer, teacher_pseudo_labels, train_recognizer, train_sampler
+
+log = logging.getLogger(__name__)
+
+VARIANTS: dict[str, dict] = {
+    "default": {},
+    "pseudo: topk (rho=0.25)": {"pseudo_rule": "topk"},
+    "pseudo: threshold (tau=0.5)": {"pseudo_rule": "threshold"},
+    "pseudo: soft": {"pseudo_rule": "soft"},
+    "attention: softmax": {"attention": "softmax"},
+    "L_non: uniform KL": {"non_mode": "uniform"},
+    "no L_non (beta=0)": {"beta": 0.0},
+}
+LAMS = (0.0, 0.25, 0.5, 0.75, 1.0)
+COLUMNS = ("nsnet", "frame_only", "attention_only", "uniform", "dense")
+
+
+def _sampler_variant(pipe: Pipeline, cfg: TrainConfig, seed: int) -> Pipeline:
+    """A fresh sampler head for ``cfg`` on the same frozen backbone and trained recognizer."""
+    config = dataclasses.replace(pipe.config, sampler=cfg.pipeline_config(pipe.class_names).sampler)
+    config.sampler.num_classes = len(pipe.class_names)
+    torch.manual_seed(seed)
+    sampler = NSNetSampler(config.sampler, pipe.sampler.backbone)
+    return Pipeline(config, sampler, pipe.recognizer, pipe.device)
+
+
+def run(base: TrainConfig, val_subset: str, seeds: list[int]) -> dict:
+    records, class_names = load_records(base.data, base.subset, video_root=base.video_root)
+    val_records, _ = load_records(base.data, val_subset, video_root=base.video_root)
+    torch.manual_seed(base.seed)
+    pipe = Pipeline.build(base.pipeline_config(class_names), device=base.device)
+    train_fs = build_feature_set(records, class_names, pipe, base.num_frames, base.cache_path, progress=base.progress)
+    val_fs = build_feature_set(val_records, class_names, pipe, base.num_frames, base.cache_path, progress=base.progress)
+    train_recognizer(_Trainer(base, pipe, DistInfo()), train_fs.recognizer, train_fs.labels, None)
+    results: dict[str, dict] = {}
+    for name, change in VARIANTS.items():
+        cfg = dataclasses.replace(base, **change)
+        runs = []
+        for seed in seeds:
+            variant = _sampler_variant(pipe, cfg, seed)
+            trainer = _Trainer(dataclasses.replace(cfg, seed=seed), variant, DistInfo())
+            pseudo = teacher_pseudo_labels(variant, train_fs.recognizer, train_fs.labels, cfg)
+            train_sampler(trainer, train_fs.sampler, train_fs.labels, pseudo, None)
+            variant.config.meta = {"train": dataclasses.asdict(cfg)}
+            out = frame_outputs(variant, val_fs)
+            runs.append({"eval": evaluate(variant, val_fs, outputs=out),
+                         "lam": {lam: evaluate(variant, val_fs, lam=lam, outputs=out)["methods"]["nsnet"]["map"]
+                                 for lam in LAMS} if name == "default" else None})
+        results[name] = _summarise(runs)
+        log.info("%s: NSNet mAP %.1f", name, 100 * results[name]["map"]["nsnet"])
+    return {"t": base.num_frames, "k": base.k, "seeds": seeds, "num_train": len(train_fs),
+            "num_val": len(val_fs), "variants": results}
+
+
+def _summarise(runs: list[dict]) -> dict:
+    mean = lambda xs: statistics.fmean(x for x in xs if x is not None) if any(x is not None for x in xs) else None
+    evals = [r["eval"] for r in runs]
+    out = {"map": {m: mean([e["methods"][m]["map"] for e in evals]) for m in COLUMNS},
+           "map_std_nsnet": statistics.pstdev([e["methods"]["nsnet"]["map"] for e in evals]),
+           "saliency_ap": mean([e["saliency_ap"] for e in evals]),
+           "pseudo_precision": mean([(e["pseudo_labels"] or {}).get("precision") for e in evals]),
+           "pseudo_recall": mean([(e["pseudo_labels"] or {}).get("recall") for e in evals])}
+    if runs[0]["lam"] is not None:
+        out["lam"] = {str(lam): mean([r["lam"][lam] for r in runs]) for lam in LAMS}
+    return out
+
+
+def markdown(res: dict) -> str:
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}"
+    lines = [f"T={res['t']}, K={res['k']}; {res['num_train']} training / {res['num_val']} validation videos; "
+             f"mean of seeds {res['seeds']}", "",
+             "| variant | NSNet mAP | frame-only | attention-only | saliency AP | pseudo P / R |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, v in res["variants"].items():
+        m = v["map"]
+        lines.append(f"| {name} | {pct(m['nsnet'])} ± {100 * v['map_std_nsnet']:.1f} | {pct(m['frame_only'])} | "
+                     f"{pct(m['attention_only'])} | {pct(v['saliency_ap'])} | "
+                     f"{pct(v['pseudo_precision'])} / {pct(v['pseudo_recall'])} |")
+    d = res["variants"]["default"]
+    lines += ["", f"Reference at K={res['k']}: uniform {pct(d['map']['uniform'])}, dense-T {pct(d['map']['dense'])}.",
+              "", "| lam | " + " | ".join(d["lam"]) + " |", "|---|" + "---:|" * len(d["lam"]),
+              "| NSNet mAP | " + " | ".join(pct(v) for v in d["lam"].values()) + " |"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m nsnet ablate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--val-subset", default="validation")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--config", default=None, help="JSON TrainConfig overrides for the base recipe")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--markdown", type=Path, default=None)
+    args = p.parse_args(argv)
+    try:
+        values = json.loads(Path(args.config).read_text()) if args.config else {}
+        cache = args.cache_dir or str(default_cache_dir(args.data))
+        base = TrainConfig(**{**values, "data": args.data, "cache_dir": cache, "progress": False,
+                              "save_state": False})
+        res = run(base, args.val_subset, args.seeds)
+    except (ConfigError, FileNotFoundError, OSError, TypeError) as exc:
+        log.error("%s", exc)
+        return 2
+    text = markdown(res)
+    print(text)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0

@@ -1,0 +1,152 @@
+"""Training, evaluation and prediction end to end on a tiny generated benchmark."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nsnet import evaluate, predict, train
+from nsnet.data.synthetic import main as make_synthetic
+from nsnet.pipeline import Pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = dict(sampler_backbone="efficientnet_lite0", recognizer_backbone="efficientnet_lite0",
+            backbones_pretrained=False, sampler_size=64, recognizer_size=64, hidden_dim=32,
+            num_frames=6, k=2, batch_size=4, recognizer_epochs=12, sampler_epochs=12, lr=5e-3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synthetic") / "data"
+    assert make_synthetic([str(out), "--videos", "10", "--seed", "3", "--classes", "3", "--size", "96x72"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    work = tmp_path_factory.mktemp("train")
+    cfg = train.TrainConfig(data=str(tiny_data), out=str(work / "ckpt"), cache_dir=str(work / "cache"), **TINY)
+    result = train.run(cfg)
+    return cfg, result, result.checkpoint
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(trained):
+    cfg, result, out = trained
+    for stage in ("recognizer", "sampler"):
+        losses = result.history[stage]
+        assert len(losses) == 12 and losses[-1] < losses[0], (stage, losses)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    pipe = Pipeline.from_pretrained(out, device="cpu")
+    assert pipe.config.trained and pipe.config.meta["train"]["pseudo_rule"] == "relative"
+    assert len(pipe.class_names) == 3 and pipe.config.num_frames == 6
+    assert not cfg.state_path.exists()  # the resumable state is removed once the checkpoint is written
+
+
+def test_resume_continues_from_saved_state(tiny_data, tmp_path, monkeypatch):
+    cfg = train.TrainConfig(data=str(tiny_data), out=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"), **TINY)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_sampler", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg)
+    state = torch.load(cfg.state_path, weights_only=True)
+    assert state["stage"] == "recognizer" and state["epoch"] == 11
+    monkeypatch.undo()
+    cfg.resume = True
+    result = train.train(cfg)
+    assert result.history["recognizer"] == state["history"]  # not retrained
+    assert len(result.history["sampler"]) == 12
+
+
+def test_eval_fills_every_field_in_range(trained, tiny_data, tmp_path, capsys):
+    _, _, out = trained
+    js, plot = tmp_path / "eval.json", tmp_path / "curve.html"
+    code = evaluate.main(["--data", str(tiny_data), "--checkpoint", str(out), "--subset", "all",
+                          "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--plot", str(plot),
+                          "--no-progress", "--device", "cpu"])
+    assert code == 0
+    res = json.loads(js.read_text())
+    assert res["t"] == 6 and res["k"] == 2 and res["num_videos"] == 10
+    assert set(res["methods"]) == {"dense", "uniform", "random", "frame_only", "attention_only", "nsnet", "oracle"}
+    for m, v in res["methods"].items():
+        assert 0 <= v["map"] <= 1 and 0 <= v["top1"] <= 1 and v["gflops"] > 0, m
+    g = {m: v["gflops"] for m, v in res["methods"].items()}
+    assert g["uniform"] == g["random"] == g["oracle"] < g["nsnet"]
+    assert g["dense"] == pytest.approx(g["uniform"] * 6 / 2)  # T recognizer frames vs K
+    assert g["nsnet"] == g["frame_only"] == g["attention_only"]  # T sampler previews + K frames
+    assert 0 <= res["saliency_ap"] <= 1
+    assert 0 <= res["pseudo_labels"]["precision"] <= 1 and 0 <= res["pseudo_labels"]["recall"] <= 1
+    assert "plotly" in plot.read_text()[:5_000_000].lower()
+
+
+def test_predict_json_follows_the_contract(trained, tiny_data, capsys):
+    _, _, out = trained
+    video = sorted(tiny_data.glob("**/*.mp4"))[0]
+    assert predict.main([str(video), "--checkpoint", str(out), "--json", "--k", "3", "--device", "cpu"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
+                      "timings_ms", "gflops"}
+    assert set(d["video"]) >= {"path", "duration_s", "fps", "width", "height", "num_frames"}
+    assert len(d["fused"]) == 6 and len(d["selected"]) == 3 and d["selected"] == sorted(d["selected"])
+    assert d["timestamps_s"] == sorted(d["timestamps_s"]) and d["timestamps_s"][-1] <= d["video"]["duration_s"]
+    assert d["labels"][0]["label"] in Pipeline.from_pretrained(out, device="cpu").class_names
+
+
+def test_predict_bad_input_exits_2_with_one_line(trained, tmp_path):
+    _, _, out = trained
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"this is not a video at all" * 10)
+    proc = subprocess.run([sys.executable, "-m", "nsnet", "predict", str(bad), "--checkpoint", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "clip.mp4" in lines[0], proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) -> None:
+    from safetensors.torch import save_file
+
+    from nsnet import distributed as dist_utils
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = train.TrainConfig(**cfg_dict)
+    info = dist_utils.init(torch.device("cpu"))
+    try:
+        result = train.train(cfg, info)
+        save_file(result.pipeline.trained_state_dict(), os.path.join(out_dir, f"rank{rank}.safetensors"))
+    finally:
+        dist_utils.shutdown(info)
+
+
+def test_ddp_two_cpu_processes_end_with_the_same_weights(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = dict(TINY, data=str(tiny_data), out=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"),
+               recognizer_epochs=3, sampler_epochs=3)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path)), nprocs=2, join=True)
+    a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert a.keys() == b.keys() and len(a) > 0
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # and they moved away from the (shared) initialisation
+    torch.manual_seed(cfg.get("seed", 0))
+    init = Pipeline.build(train.TrainConfig(**cfg).pipeline_config(["a", "b", "c"]), device="cpu")
+    head = "recognizer.head.1.weight"
+    assert not torch.allclose(init.trained_state_dict()[head], a[head])

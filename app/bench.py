@@ -1,0 +1,240 @@
+"""Explorer latency benchmark: ``python -m app.bench [--checkpoint DIR] [--no-browser] [--json OUT]``.
+
+Measures, on a generated 60-s 720p H.264 clip (cached under ``--cache-dir``):
+
+1. *run*: from the Run callback's start to all outputs ready (decode, sampler,
+   recognizer, dense pass, chart, gallery, tables, exports), in process; and, when
+   ``/usr/bin/chromium`` exists, from clicking Run in a real browser to the chart and
+   gallery being drawn (includes upload-free Gradio round trip and rendering);
+2. *rerank*: changing K or λ, in process (callback + plotly JSON) and in the browser
+   (from the K input's change event to the chart and headline showing the new K, plus
+   one animation frame, timed inside the page).
+
+The model is the app's default (``--checkpoint``, else the bundled demo model, else
+the untrained pipeline); the report says which. This is a benchmark, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import app  # noqa: F401  (offline Gradio defaults)
+
+log = logging.getLogger("app.bench")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+def make_clip(path: Path, seconds: float = 60.0, size: tuple[int, int] = (1280, 720), fps: int = 30,
+              gop: int = 60) -> Path:
+    """A synthetic clip with moving shapes and texture (H.264, yuv420p, ``gop``-frame keyframe interval)."""
+    import av
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mp4")
+    w, h = size
+    n = int(round(seconds * fps))
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 40, (h, w, 1), dtype=np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 200 // w, yy * 200 // h, np.full_like(xx, 90)], -1).astype(np.uint8) + texture
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "23"}
+        stream.codec_context.gop_size = gop
+        for i in range(n):
+            t = i / n
+            img = np.roll(base, int(t * w), axis=1).copy()
+            cx, cy = int(w * (0.1 + 0.8 * t)), int(h * (0.5 + 0.3 * np.sin(12 * t)))
+            r = 40 + int(60 * (0.4 < t < 0.6))
+            y0, y1, x0, x1 = max(cy - r, 0), min(cy + r, h), max(cx - r, 0), min(cx + r, w)
+            img[y0:y1, x0:x1] = (250, 220, 40)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    os.replace(tmp, path)
+    return path
+
+
+# Resolves window.__benchDone once the chart's status tracker has shown "pending" and hidden again.
+WATCH_JS = """() => {
+  window.__benchDone = false; let seen = false;
+  const el = document.querySelector('#saliency-plot [data-testid=status-tracker]');
+  if (window.__benchObs) window.__benchObs.disconnect();
+  window.__benchObs = new MutationObserver(() => {
+    if (!el.classList.contains('hide')) seen = true; else if (seen) window.__benchDone = true;
+  });
+  window.__benchObs.observe(el, {attributes: true, attributeFilter: ['class']});
+}"""
+
+
+# Sets K in the page and resolves with the ms until the chart's legend shows it (rAF polling).
+RERANK_JS = """(k) => new Promise((resolve) => {
+  const input = document.querySelector('#k-slider input[type=number]');
+  const t0 = performance.now();
+  input.value = String(k);
+  input.dispatchEvent(new Event('input', {bubbles: true}));
+  input.dispatchEvent(new Event('change', {bubbles: true}));
+  const check = () => {
+    const done = [...document.querySelectorAll('#saliency-plot .legendtext')].some(e => e.textContent.includes('K=' + k + ')'))
+      && document.querySelector('#summary').innerText.includes('K=' + k + ',');
+    if (done) requestAnimationFrame(() => resolve(performance.now() - t0)); else requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+})"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stats(xs: list[float]) -> dict:
+    return {"median_ms": round(statistics.median(xs) * 1e3, 1), "min_ms": round(min(xs) * 1e3, 1),
+            "max_ms": round(max(xs) * 1e3, 1), "n": len(xs)}
+
+
+def bench_in_process(cb, clip: Path, t: int, k: int, lam: float, runs: int) -> dict:
+    from .callbacks import Session
+
+    run_times, session = [], None
+    stages = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = cb.run(str(clip), t, k, lam, None, None, False, 1, session, progress=lambda *a, **kw: None)
+        out[1].to_json()  # the chart as Gradio serialises it
+        run_times.append(time.perf_counter() - start)
+        session = out[-1]
+        assert isinstance(session, Session)
+        stages.append(dict(session.base.timings_ms, dense_recognizer=session.base.dense_recognizer_ms))
+    rerank_times = []
+    for i in range(20):
+        kk, ll = 1 + (i % t), round((i * 0.05) % 1.0, 2)
+        start = time.perf_counter()
+        out = cb.rerank(session, kk, ll, i % 2 == 0, 1)
+        out[1].to_json()
+        rerank_times.append(time.perf_counter() - start)
+    med = {key: round(statistics.median(s[key] for s in stages), 1) for key in stages[0]}
+    return {"run": _stats(run_times), "run_stage_ms_median": med, "rerank": _stats(rerank_times)}
+
+
+def bench_browser(demo, settings, clip: Path, runs: int, k_new: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from .ui import launch_kwargs
+
+    port = _free_port()
+    demo.launch(**launch_kwargs(settings, server_port=port), prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    run_times, rerank_times = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#run-button", timeout=60_000)
+            page.set_input_files("#clip-input input[type=file]", str(clip))
+            page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('.mp4')",
+                                   timeout=60_000)
+            for _ in range(runs):
+                page.evaluate(WATCH_JS)
+                start = time.perf_counter()
+                page.click("#run-button")
+                page.wait_for_function("() => window.__benchDone === true", timeout=120_000)
+                page.wait_for_selector("#saliency-plot .js-plotly-plot", timeout=60_000)
+                page.wait_for_selector("#selected-gallery img", timeout=60_000)
+                run_times.append(time.perf_counter() - start)
+                time.sleep(0.5)
+            for i in range(7):  # K changes, timed inside the page: input event -> chart legend shows new K
+                k = k_new + (i % 2)
+                rerank_times.append(page.evaluate(RERANK_JS, k) / 1e3)
+                time.sleep(0.4)
+            rerank_times = rerank_times[1:]  # the first includes one-off frontend work
+            browser.close()
+    finally:
+        demo.close()
+    return {"run": _stats(run_times), "rerank": _stats(rerank_times)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", help="checkpoint folder (default: bundled demo, else untrained)")
+    p.add_argument("--clip", type=Path, help="use this clip instead of the generated 60-s 720p one")
+    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench")
+    p.add_argument("--frames", type=int, default=None, help="T (default: the model's)")
+    p.add_argument("--k", type=int, default=None, help="K (default: the model's)")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-browser", action="store_true", help="skip the Playwright/Chromium measurement")
+    p.add_argument("--json", type=Path, help="also write the numbers here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    import torch
+
+    from .callbacks import AppContext, Callbacks
+    from .models import ModelStore, load_default, warmup
+    from .settings import AppSettings
+    from .ui import build_demo
+
+    clip = args.clip
+    if clip is None:
+        clip = args.cache_dir / "bench_60s_720p.mp4"
+        if not clip.is_file():
+            log.info("writing %s (60 s, 1280x720, 30 fps, H.264) ...", clip)
+            start = time.perf_counter()
+            make_clip(clip)
+            log.info("  done in %.1f s", time.perf_counter() - start)
+    pipe, option = load_default(args.checkpoint, args.device)
+    t = args.frames or pipe.config.num_frames
+    k = args.k or min(pipe.config.k, t)
+    lam = pipe.config.lam
+    log.info("warm-up: %.1f s", warmup(pipe, t))
+    settings = AppSettings(examples_dir=args.cache_dir / "no-examples", max_frames=max(64, t),
+                           time_budget_s=60.0)
+    store = ModelStore(pipe, option, device=args.device)
+    cb = Callbacks(AppContext(store=store, settings=settings,
+                              export_root=Path(tempfile.mkdtemp(prefix="nsnet-bench-"))))
+    report = {
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
+                    "torch": torch.__version__, "device": str(pipe.device)},
+        "model": {"label": option.label, "trained": bool(pipe.config.trained),
+                  "sampler": f"{pipe.config.sampler.backbone}@{pipe.config.sampler.input_size}",
+                  "recognizer": f"{pipe.config.recognizer.backbone}@{pipe.config.recognizer.input_size}"},
+        "clip": str(clip), "t": t, "k": k, "lam": lam,
+        "in_process": bench_in_process(cb, clip, t, k, lam, args.runs),
+    }
+    if not args.no_browser:
+        if Path(CHROMIUM).exists():
+            demo = build_demo(store, settings, examples=[])
+            report["browser"] = bench_browser(demo, settings, clip, args.runs, k_new=min(k + 1, t - 1))
+        else:
+            report["browser"] = f"skipped: {CHROMIUM} not found"
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

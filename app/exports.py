@@ -1,0 +1,103 @@
+"""Export a result as a per-frame CSV and as the ``predict --json`` object.
+
+Files are written atomically: each goes to a hidden temporary file in the target
+folder and is then renamed over the final name (``os.replace``), so a reader never sees
+a partial file. (No fsync: these are short-lived downloads, not data to survive a crash.)
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from nsnet.pipeline import PipelineResult
+
+from .views import PER_FRAME_HEADERS, Segment, per_frame_rows
+
+__all__ = ["atomic_write_text", "write_frame_images", "per_frame_csv", "public_dict", "result_json", "export_stem", "write_exports"]
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def per_frame_csv(result: PipelineResult, segments: Sequence[Segment] = ()) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PER_FRAME_HEADERS)
+    writer.writerows(per_frame_rows(result, segments))
+    return buf.getvalue()
+
+
+def public_dict(result: PipelineResult, video_path: str | None = None) -> dict:
+    """``result.to_dict()`` (the ``predict --json`` schema) with ``video.path`` replaced.
+
+    The server's temporary upload path means nothing to a visitor, so the explorer
+    reports the clip's file name instead (or ``None``).
+    """
+    data = result.to_dict()
+    data["video"] = dict(data.get("video") or {}, path=video_path)
+    return data
+
+
+def result_json(result: PipelineResult, video_path: str | None = None) -> str:
+    """The ``python -m nsnet predict --json`` object, ``video.path`` set to ``video_path``."""
+    return json.dumps(public_dict(result, video_path), indent=2) + "\n"
+
+
+def export_stem(clip_name: str, result: PipelineResult) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(clip_name).stem).strip("._") or "clip"
+    return f"{base[:60]}_T{result.num_frames}_K{result.k}_lam{result.lam:.2f}"
+
+
+def write_exports(result: PipelineResult, out_dir: str | os.PathLike, clip_name: str,
+                  segments: Sequence[Segment] = ()) -> tuple[Path, Path]:
+    """Write ``<stem>.csv`` and ``<stem>.json`` into ``out_dir``; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = export_stem(clip_name, result)
+    csv_path = atomic_write_text(out_dir / f"{stem}.csv", per_frame_csv(result, segments))
+    json_path = atomic_write_text(out_dir / f"{stem}.json", result_json(result, Path(clip_name).name))
+    return csv_path, json_path
+
+
+def write_frame_images(frames, out_dir: str | os.PathLike, quality: int = 90) -> list[str]:
+    """Encode the (T, H, W, 3) uint8 previews once as JPEG files (atomically); returns their paths.
+
+    The gallery and the frame viewer then hand Gradio file paths, so moving K or λ does
+    not re-encode images.
+    """
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames):
+        path = out_dir / f"frame_{i + 1:03d}.jpg"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=out_dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                Image.fromarray(frame).save(fh, format="JPEG", quality=quality)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        paths.append(str(path))
+    return paths

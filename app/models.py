@@ -1,0 +1,262 @@
+"""The explorer's shared, read-only resources.
+
+* ``ModelStore``: the default pipeline (loaded once at start) plus the other offered
+  checkpoints (each loaded once, on first use, then kept; bounded). Pipelines are only
+  ever read by callbacks.
+* ``ExampleClip`` / ``load_examples``: the bundled example clips and their ground-truth
+  segments (ActivityNet-style ``annotations.json``).
+* ``ResultCache``: the lazily filled cache of example results, keyed by
+  (checkpoint, example, T). It holds immutable ``PipelineResult`` objects and is the one
+  deliberate piece of shared mutable state (bounded, behind a lock); it is owned by the
+  app instance, not a module global.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from nsnet.config import PipelineConfig
+from nsnet.pipeline import DEFAULT_CHECKPOINT, CheckpointError, Pipeline, PipelineResult
+
+from .views import Segment
+
+__all__ = ["CheckpointOption", "ModelStore", "ExampleClip", "load_examples", "ResultCache",
+           "untrained_pipeline", "load_default", "scan_checkpoints", "VIDEO_EXTENSIONS", "file_sha256", "match_example",
+           "warmup"]
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
+UNTRAINED_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class CheckpointOption:
+    label: str                 # what the dropdown shows
+    source: str                # folder path or hub id ("" for the built-in untrained pipeline)
+
+
+def untrained_pipeline(device: str = "auto", num_classes: int = UNTRAINED_CLASSES) -> Pipeline:
+    """ImageNet-pretrained backbones, randomly initialised heads (seeded), placeholder classes."""
+    config = PipelineConfig(class_names=[f"placeholder class {i}" for i in range(num_classes)], trained=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return Pipeline.build(config, device=device)
+
+
+def _is_checkpoint(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def load_default(checkpoint: str | None, device: str = "auto") -> tuple[Pipeline, CheckpointOption]:
+    """The pipeline served by default: ``checkpoint``, else the bundled demo, else untrained."""
+    if checkpoint:
+        pipe = Pipeline.from_pretrained(checkpoint, device=device)
+        return pipe, CheckpointOption(_folder_label(Path(checkpoint), checkpoint), str(checkpoint))
+    if _is_checkpoint(DEFAULT_CHECKPOINT):
+        pipe = Pipeline.from_pretrained(DEFAULT_CHECKPOINT, device=device)
+        return pipe, CheckpointOption("Bundled demo model", str(DEFAULT_CHECKPOINT))
+    log.warning("no demo checkpoint at %s: serving an UNTRAINED pipeline", DEFAULT_CHECKPOINT)
+    return untrained_pipeline(device), CheckpointOption("Untrained (no demo model)", "")
+
+
+def _folder_label(folder: Path, fallback: str) -> str:
+    return folder.name if folder.is_dir() else fallback
+
+
+def scan_checkpoints(models_dir: Path | None, max_depth: int = 3) -> list[CheckpointOption]:
+    """Checkpoint folders (``config.json`` + ``model.safetensors``) under ``models_dir``."""
+    if models_dir is None or not models_dir.is_dir():
+        return []
+    found: list[CheckpointOption] = []
+    root = models_dir.resolve()
+
+    def walk(folder: Path, depth: int) -> None:
+        if _is_checkpoint(folder):
+            rel = folder.relative_to(root)
+            found.append(CheckpointOption(f"{models_dir.name}/{rel}" if str(rel) != "." else models_dir.name,
+                                          str(folder)))
+            return
+        if depth >= max_depth:
+            return
+        for child in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            walk(child, depth + 1)
+
+    walk(root, 0)
+    return found
+
+
+class ModelStore:
+    """Pipelines by dropdown label; the default is loaded up front, others on first use."""
+
+    def __init__(self, default: Pipeline, default_option: CheckpointOption,
+                 options: Iterable[CheckpointOption] = (), *, device: str = "auto", allow_hub: bool = False,
+                 max_loaded: int = 3) -> None:
+        self.default = default
+        self.default_option = default_option
+        default_src = Path(default_option.source).resolve() if default_option.source else None
+        self.options: list[CheckpointOption] = [default_option] + [
+            o for o in options if default_src is None or Path(o.source).resolve() != default_src]
+        self.device = device
+        self.allow_hub = allow_hub
+        self._max_loaded = max_loaded
+        self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.label for o in self.options]
+
+    def get(self, label: str | None = None, hub_id: str | None = None) -> tuple[Pipeline, CheckpointOption]:
+        """The pipeline for a dropdown label or (when allowed) a hub id.
+
+        Raises ``CheckpointError`` (one human line) for an unknown or broken checkpoint.
+        """
+        hub_id = (hub_id or "").strip()
+        if hub_id:
+            if not self.allow_hub:
+                raise CheckpointError("loading checkpoints from the Hugging Face Hub is disabled on this server "
+                                      "(start it with --allow-hub)")
+            option = CheckpointOption(f"hub:{hub_id}", hub_id)
+        else:
+            if not label or label == self.default_option.label:
+                return self.default, self.default_option
+            matches = [o for o in self.options if o.label == label]
+            if not matches:
+                raise CheckpointError(f"unknown checkpoint {label!r}")
+            option = matches[0]
+        with self._lock:  # one load at a time; a loaded pipeline is never modified afterwards
+            if option.source in self._loaded:
+                self._loaded.move_to_end(option.source)
+                return self._loaded[option.source], option
+            log.info("loading checkpoint %s", option.source)
+            pipe = Pipeline.from_pretrained(option.source, device=self.device)
+            self._loaded[option.source] = pipe
+            while len(self._loaded) > self._max_loaded:
+                self._loaded.popitem(last=False)
+            return pipe, option
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExampleClip:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    segments: tuple[Segment, ...] = field(default_factory=tuple)
+    label: str | None = None          # ground-truth class from annotations.json, if any
+
+
+def _read_annotations(path: Path) -> dict[str, tuple[list[Segment], str | None]]:
+    """ActivityNet v1.3 layout: ``database.{id}.annotations[{segment: [s, e], label}]``."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return {}
+    out = {}
+    for vid, entry in (data.get("database") or {}).items():
+        segs, labels = [], []
+        for ann in entry.get("annotations") or []:
+            try:
+                s, e = (float(v) for v in ann["segment"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            segs.append(Segment(min(s, e), max(s, e), str(ann.get("label", ""))))
+            labels.append(str(ann.get("label", "")))
+        out[str(vid)] = (segs, labels[0] if labels else None)
+    return out
+
+
+def load_examples(folder: Path | None, limit: int = 24) -> list[ExampleClip]:
+    """Example clips in ``folder`` (sorted by name) with their annotations when present."""
+    if folder is None or not folder.is_dir():
+        return []
+    annotations = {}
+    if (folder / "annotations.json").is_file():
+        annotations = _read_annotations(folder / "annotations.json")
+    clips = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
+        stem = path.stem
+        segs, label = annotations.get(stem) or annotations.get(stem.removeprefix("v_")) \
+            or annotations.get(f"v_{stem}") or ([], None)
+        clips.append(ExampleClip(stem, path.resolve(), path.stat().st_size, file_sha256(path), tuple(segs), label))
+        if len(clips) >= limit:
+            break
+    return clips
+
+
+def match_example(path: str | Path, examples: Iterable[ExampleClip]) -> ExampleClip | None:
+    """The bundled example a file is a copy of (size, then content hash), if any."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return None
+    candidates = [e for e in examples if e.size == size]
+    if not candidates:
+        return None
+    digest = file_sha256(path)
+    return next((e for e in candidates if e.sha256 == digest), None)
+
+
+class ResultCache:
+    """Bounded LRU of dense example results: (checkpoint source, example sha256, T) -> result."""
+
+    def __init__(self, max_items: int = 32) -> None:
+        self._items: OrderedDict[tuple, PipelineResult] = OrderedDict()
+        self._max = max_items
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> PipelineResult | None:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            return None
+
+    def put(self, key: tuple, result: PipelineResult) -> None:
+        with self._lock:
+            self._items[key] = result
+            self._items.move_to_end(key)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+def warmup(pipe: Pipeline, num_frames: int | None = None) -> float:
+    """Run the pipeline once on blank frames (kernel init, GFLOPs count, plotly validators).
+
+    Returns the seconds it took. The first real request then pays only for its own work.
+    """
+    import time
+
+    import numpy as np
+
+    from .plots import saliency_figure
+
+    start = time.perf_counter()
+    t = num_frames or pipe.config.num_frames
+    size = pipe.config.recognizer.input_size
+    frames = np.zeros((t, size, size, 3), dtype=np.uint8)
+    result = pipe(frames, min(pipe.config.k, t), pipe.config.lam, dense=True)
+    saliency_figure(result, teacher=True).to_json()
+    return time.perf_counter() - start

@@ -1,0 +1,214 @@
+"""Pure views of a ``PipelineResult``: gallery items, captions, tables and markdown.
+
+Nothing here imports Gradio or runs a network, so every function is testable on a
+hand-built result. ``app.callbacks`` wraps these values into component updates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from nsnet.pipeline import PipelineResult
+
+__all__ = [
+    "Segment", "selection_ranks", "fmt_time", "fmt_ms", "gallery_items", "frame_caption", "frame_view", "label_scores",
+    "COMPARISON_HEADERS", "comparison_rows", "cost_markdown", "summary_markdown", "model_banner",
+    "PER_FRAME_HEADERS", "per_frame_rows", "in_segments", "frame_times",
+]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A ground-truth segment of the clip, in seconds."""
+
+    start: float
+    end: float
+    label: str = ""
+
+
+def frame_times(result: PipelineResult) -> np.ndarray:
+    """(T,) x positions: the preview timestamps, or 0..T-1 when the clip has no usable times."""
+    ts = np.asarray(result.timestamps_s, dtype=np.float64)
+    if ts.shape[0] != result.num_frames or not np.all(np.isfinite(ts)):
+        return np.arange(result.num_frames, dtype=np.float64)
+    return ts
+
+
+def selection_ranks(result: PipelineResult) -> dict[int, int]:
+    """{preview index: rank} for the selected frames; rank 1 has the highest fused score.
+
+    Ties go to the earlier frame, like ``select_topk``.
+    """
+    sel = [int(i) for i in result.selected]
+    order = sorted(sel, key=lambda i: (-float(result.fused[i]), i))
+    return {i: r + 1 for r, i in enumerate(order)}
+
+
+def fmt_time(seconds: float) -> str:
+    """12.34 -> '12.3 s'; 83.2 -> '1:23.2'."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    m, s = divmod(seconds, 60.0)
+    return f"{int(m)}:{s:04.1f}"
+
+
+def fmt_ms(ms: float) -> str:
+    if ms is None or not math.isfinite(ms):
+        return "-"
+    return f"{ms:,.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def gallery_items(result: PipelineResult, images: Sequence[Any] | None = None) -> list[tuple[Any, str]]:
+    """The selected frames in time order, each captioned with rank, time and fused score.
+
+    ``images`` (one per preview, e.g. file paths) replaces ``result.frames`` when given.
+    """
+    if images is None and result.frames is None:
+        return []
+    pictures = result.frames if images is None else images
+    ranks = selection_ranks(result)
+    times = frame_times(result)
+    items = []
+    for i in sorted(ranks):
+        caption = f"#{ranks[i]} · {fmt_time(times[i])} · s={result.fused[i]:.2f}"
+        items.append((pictures[i], caption))
+    return items
+
+
+def frame_caption(result: PipelineResult, index: int, segments: Sequence[Segment] = ()) -> str:
+    """A one-line markdown caption with a preview frame's time and scores."""
+    t = result.num_frames
+    i = int(min(max(int(index), 0), t - 1))
+    times = frame_times(result)
+    ranks = selection_ranks(result)
+    parts = [f"**Frame {i + 1} of {t}**", fmt_time(times[i]),
+             f"fused s={result.fused[i]:.2f}", f"frame p={result.frame_scores[i]:.2f}",
+             f"attention g={result.attention[i]:.2f}"]
+    if result.frame_probs is not None:
+        top = int(np.argmax(result.probs))
+        parts.append(f"teacher {result.frame_probs[i, top]:.2f}")
+    parts.append(f"**selected, rank {ranks[i]}**" if i in ranks else "not selected")
+    if segments:
+        inside = in_segments(times[i:i + 1], segments)[0]
+        parts.append("inside a ground-truth segment" if inside else "background (no action)")
+    return " · ".join(parts)
+
+
+def frame_view(result: PipelineResult, index: int, segments: Sequence[Segment] = (),
+               images: Sequence[Any] | None = None) -> tuple[Any, str]:
+    """One preview frame (``images[i]`` if given, else the array) and its caption."""
+    i = int(min(max(int(index), 0), result.num_frames - 1))
+    image = images[i] if images is not None else (None if result.frames is None else result.frames[i])
+    return image, frame_caption(result, i, segments)
+
+
+def label_scores(result: PipelineResult) -> dict[str, float]:
+    """Top-5 labels as {label: probability} (the shape ``gr.Label`` takes)."""
+    return {d["label"]: float(d["score"]) for d in result.labels}
+
+
+COMPARISON_HEADERS = ["Method", "Frames", "Predicted label", "Confidence", "GFLOPs", "Time (ms)"]
+
+
+def comparison_rows(result: PipelineResult, seed: int = 0) -> list[list[Any]]:
+    """NSNet-K vs uniform-K vs random-K vs dense-T on this clip (needs a dense result)."""
+    names = {"NSNet": f"NSNet-{result.k}", "uniform": f"Uniform-{result.k}", "random": f"Random-{result.k}",
+             "dense": f"Dense-{result.num_frames}"}
+    rows = []
+    for row in result.compare(seed=seed):
+        frames = row["frames"]
+        shown = ", ".join(str(i + 1) for i in frames) if len(frames) <= 8 else f"all {len(frames)}"
+        rows.append([names.get(row["method"], row["method"]), shown, row["label"],
+                     round(float(row["score"]), 3), round(float(row["gflops"]), 2), round(float(row["ms"]), 1)])
+    return rows
+
+
+def cost_markdown(result: PipelineResult) -> str:
+    """Decode / sampler / recognizer time, device and GFLOPs, plus what the dense pass cost."""
+    tm, gf = result.timings_ms, result.gflops
+    lines = [
+        "| Stage | Time | GFLOPs |",
+        "|---|---:|---:|",
+        f"| Decode ({result.num_frames} previews) | {fmt_ms(tm['decode'])} | - |",
+        f"| Sampler ({result.num_frames} frames) | {fmt_ms(tm['sampler'])} | {gf['sampler']:.2f} |",
+        f"| Recognizer ({result.k} frames) | {fmt_ms(tm['recognizer'])} | {gf['recognizer']:.2f} |",
+        f"| **NSNet total** | **{fmt_ms(tm['total'])}** | **{gf['total']:.2f}** |",
+        "",
+        f"Device: `{result.device}`.",
+    ]
+    if result.frame_probs is not None:
+        dense_ms = result.dense_recognizer_ms
+        extra_ms = None if dense_ms is None else max(0.0, dense_ms - tm["recognizer"])
+        extra_gf = gf["dense"] - gf["recognizer"]
+        lines.append(
+            f"To re-rank instantly when K or λ move, and to fill the comparison table and the teacher curve, "
+            f"the explorer also ran the recognizer on the other {result.num_frames - result.k} previews "
+            f"(dense: +{fmt_ms(extra_ms)}, +{extra_gf:.2f} GFLOPs). That extra pass is not part of NSNet's "
+            f"cost above, but it is part of the wait you saw.")
+    return "\n".join(lines)
+
+
+def model_banner(trained: bool, name: str, num_classes: int, pretrained_backbones: bool = True) -> str:
+    """A one-paragraph statement of which model is serving, loud when it is untrained."""
+    if trained:
+        return f"Model: **{name}** ({num_classes} classes, trained)."
+    which = "" if "untrained" in name.lower() else f" ({name})"
+    backbones = "ImageNet-pretrained backbones" if pretrained_backbones else "random backbones"
+    return (f"⚠️ **This model is untrained**{which}: {backbones} with randomly "
+            f"initialised NSNet heads and {num_classes} placeholder classes. Curves, selections and labels "
+            f"are **not meaningful**; they only show how the explorer works.")
+
+
+def summary_markdown(result: PipelineResult, clip_name: str, model_name: str, *, cached: bool = False,
+                     segments: Sequence[Segment] = ()) -> str:
+    """The headline above the chart: prediction, clip facts and the model."""
+    top = result.labels[0] if result.labels else {"label": "?", "score": float("nan")}
+    v = result.video or {}
+    facts = []
+    if v.get("duration_s"):
+        facts.append(fmt_time(float(v["duration_s"])))
+    if v.get("width") and v.get("height"):
+        facts.append(f"{v['width']}×{v['height']}")
+    if v.get("fps"):
+        facts.append(f"{float(v['fps']):.3g} fps")
+    head = f"### {top['label']} · {float(top['score']):.0%}"
+    untrained = "" if result.trained or "untrained" in model_name.lower() else " (untrained)"
+    body = (f"`{clip_name}` ({', '.join(facts) or 'unknown size'}) · model **{model_name}**{untrained}"
+            f" · T={result.num_frames}, K={result.k}, λ={result.lam:.2f}")
+    notes = []
+    if result.repeated:
+        notes.append("the clip has fewer distinct frames than T, so some previews repeat")
+    if segments:
+        notes.append(f"{len(segments)} ground-truth segment(s) shaded in green")
+    if cached:
+        notes.append("served from the example cache (timings are from its first run)")
+    return head + "\n\n" + body + ("\n\n" + "; ".join(notes).capitalize() + "." if notes else "")
+
+
+def in_segments(times: Iterable[float], segments: Sequence[Segment]) -> list[bool]:
+    return [any(s.start <= float(t) <= s.end for s in segments) for t in times]
+
+
+PER_FRAME_HEADERS = ["frame", "time_s", "frame_score", "attention", "fused", "selected", "rank",
+                     "teacher_confidence", "in_gt_segment"]
+
+
+def per_frame_rows(result: PipelineResult, segments: Sequence[Segment] = ()) -> list[list[Any]]:
+    """One row per preview frame (the CSV export). Empty cells where a value is unknown."""
+    ranks = selection_ranks(result)
+    teacher = result.teacher_curve() if result.frame_probs is not None else None
+    gt = in_segments(frame_times(result), segments) if segments else None
+    rows = []
+    for i in range(result.num_frames):
+        rows.append([
+            i, round(float(result.timestamps_s[i]), 4), round(float(result.frame_scores[i]), 6),
+            round(float(result.attention[i]), 6), round(float(result.fused[i]), 6), int(i in ranks),
+            ranks.get(i, ""), "" if teacher is None else round(float(teacher[i]), 6),
+            "" if gt is None else int(gt[i]),
+        ])
+    return rows

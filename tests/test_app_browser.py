@@ -1,0 +1,136 @@
+"""The explorer in a real browser: Playwright driving Debian's Chromium (/usr/bin/chromium).
+
+Opens the page, uploads a clip, runs it, waits for the chart and the gallery, moves K,
+inspects a frame, checks the console has no errors and that the page asked nothing of
+any other host (it must work offline), then saves a screenshot in the test's temp folder.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} not found: the browser test drives Debian's Chromium (apt-get install chromium)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+
+from clips import write_clip  # noqa: E402
+from test_app_client import K, free_port, make_examples, tiny_pipeline  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    from app.settings import AppSettings
+    from app.ui import build_demo, launch_kwargs
+
+    work = tmp_path_factory.mktemp("browser")
+    settings = AppSettings(port=free_port(), examples_dir=make_examples(work / "examples"), max_upload_mb=5)
+    demo = build_demo(tiny_pipeline(), settings, export_root=work / "exports")
+    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{settings.port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def test_upload_run_and_explore(app_url, browser, tmp_path):
+    clip = write_clip(tmp_path / "street.mp4", num_frames=40, fps=10, size=(160, 96))
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    console, foreign = [], []
+    page.on("console", lambda m: console.append((m.type, m.text)))
+    page.on("pageerror", lambda e: console.append(("error", str(e))))
+    page.on("request", lambda r: foreign.append(r.url)
+            if not r.url.startswith(app_url.rstrip("/")) and not r.url.startswith(("data:", "blob:")) else None)
+
+    page.goto(app_url)
+    page.wait_for_selector("#run-button", timeout=30_000)
+    assert "untrained" in page.inner_text("#model-banner").lower()  # the tiny random model is labelled as such
+    page.set_input_files("#clip-input input[type=file]", str(clip))
+    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('street.mp4')",
+                           timeout=30_000)
+    page.click("#run-button")
+    page.wait_for_selector("#saliency-plot .js-plotly-plot .scatterlayer .trace", timeout=60_000)
+    page.wait_for_selector("#selected-gallery img", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('street.mp4')")
+    assert page.locator("#selected-gallery img").count() == K
+    legend = page.locator("#saliency-plot .legend").first.text_content()
+    for name in ("frame-level", "attention", "fused", f"selected (K={K})"):
+        assert name in legend
+    assert "NSNet-3" in page.inner_text("#compare") and "Dense-8" in page.inner_text("#compare")
+    assert "Decode" in page.inner_text("#cost") and "Device" in page.inner_text("#cost")
+
+    # K moves: everything redraws from the cached per-frame outputs
+    k_input = page.locator("#k-slider input[type=number]").first
+    k_input.fill("5")
+    k_input.press("Enter")
+    page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('K=5')",
+                           timeout=15_000)
+    page.wait_for_function("() => document.querySelectorAll('#selected-gallery img').length === 5", timeout=15_000)
+
+    # exports follow the current K and λ
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    assert download.value.suggested_filename == "street_T8_K5_lam0.50.csv"
+    assert len(Path(download.value.path()).read_text().splitlines()) == 8 + 1
+    with page.expect_download() as download:
+        page.click("#download-json")
+    assert json.loads(Path(download.value.path()).read_text())["selected"].__len__() == 5
+
+    # any preview frame: the slider and the gallery thumbnails
+    frame_input = page.locator("#frame-slider input[type=number]").first
+    frame_input.fill("2")
+    frame_input.press("Enter")
+    page.wait_for_function("() => document.querySelector('#frame-caption').innerText.includes('Frame 2 of 8')",
+                           timeout=15_000)
+    page.locator("#selected-gallery img").first.click()
+    page.wait_for_function("() => document.querySelector('#frame-caption').innerText.includes('selected, rank')",
+                           timeout=15_000)
+
+    page.get_by_label("Show teacher curve").check()
+    page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('teacher')",
+                           timeout=15_000)
+    page.wait_for_timeout(500)
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+
+    errors = [text for kind, text in console if kind == "error"]
+    assert not errors, errors
+    assert not foreign, f"the page fetched from other hosts: {foreign}"
+
+    # a bad file: a clear error, and the page keeps working
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video " * 100)
+    page.locator("#clip-input button[aria-label='Clear']").first.click()
+    page.set_input_files("#clip-input input[type=file]", str(junk))
+    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('junk.mp4')",
+                           timeout=30_000)
+    page.click("#run-button")
+    page.get_by_text("junk.mp4: not a video").first.wait_for(timeout=30_000)
+    page.close()
+
+
+def test_example_click_runs_with_ground_truth(app_url, browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(app_url)
+    page.wait_for_selector("#run-button", timeout=30_000)
+    page.get_by_text("walk · walking").first.click()
+    page.wait_for_selector("#selected-gallery img", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('ground truth')",
+                           timeout=30_000)
+    assert "walk.mp4" in page.inner_text("#summary")
+    page.close()

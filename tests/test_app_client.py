@@ -1,0 +1,298 @@
+"""The explorer end to end: gradio_client against the launched app, and its callbacks in process.
+
+A tiny random pipeline (64/96 px backbones, no pretrained weights) keeps every call
+well under a second; clips are written by ``tests/clips.py``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio")
+pytest.importorskip("gradio_client")
+
+import gradio as gr  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+
+from clips import write_clip  # noqa: E402
+
+T, K = 8, 3
+KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels", "timings_ms", "gflops"}
+
+
+def tiny_pipeline():
+    from nsnet.config import PipelineConfig, RecognizerConfig, SamplerConfig
+    from nsnet.pipeline import Pipeline
+
+    import torch
+
+    torch.manual_seed(0)
+    cfg = PipelineConfig(
+        class_names=[f"class_{i}" for i in range(5)], num_frames=T, k=K, lam=0.5,
+        sampler=SamplerConfig(backbone="efficientnet_lite0", backbone_pretrained=False, input_size=64),
+        recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=False, input_size=96))
+    return Pipeline.build(cfg, device="cpu")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_examples(folder: Path) -> Path:
+    """One example clip (2 s) with an ActivityNet-style annotation of 0.5-1.0 s."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip(folder / "walk.mp4", num_frames=24, fps=12, size=(96, 64))
+    (folder / "annotations.json").write_text(json.dumps({"database": {"walk": {
+        "subset": "validation", "duration": 2.0, "annotations": [{"segment": [0.5, 1.0], "label": "walking"}]}}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("app")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def clip(workdir) -> Path:
+    return write_clip(workdir / "clip.mp4", num_frames=30, fps=10, size=(96, 64))
+
+
+@pytest.fixture(scope="module")
+def settings(workdir):
+    from app.settings import AppSettings
+
+    return AppSettings(port=free_port(), examples_dir=make_examples(workdir / "examples"), max_upload_mb=1.0,
+                       time_budget_s=20.0, concurrency=1, max_queue=16, max_frames=32)
+
+
+@pytest.fixture(scope="module")
+def server(pipe, settings, workdir):
+    from app.ui import build_demo, launch_kwargs
+
+    demo = build_demo(pipe, settings, export_root=workdir / "exports")
+    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{settings.port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server) -> Client:
+    return Client(server, verbose=False)
+
+
+def check_result(data: dict, t: int = T, k: int = K) -> None:
+    assert set(data) == KEYS
+    assert data["video"]["path"] is None and data["video"]["width"] > 0
+    for key in ("timestamps_s", "frame_scores", "attention", "fused"):
+        assert len(data[key]) == t
+    assert len(data["selected"]) == k and data["selected"] == sorted(data["selected"])
+    assert all(0 <= i < t for i in data["selected"])
+    assert len(data["labels"]) == 5 and data["labels"][0]["score"] >= data["labels"][-1]["score"]
+    assert set(data["timings_ms"]) == {"decode", "sampler", "recognizer", "total"}
+    assert set(data["gflops"]) == {"sampler", "recognizer", "total", "dense"}
+
+
+# --------------------------------------------------------------------------- gradio_client
+def test_analyze_endpoint_returns_predict_json(client, clip):
+    data = client.predict(handle_file(str(clip)), T, K, 0.5, api_name="/analyze")
+    check_result(data)
+    other = client.predict(clip=handle_file(str(clip)), num_frames=10, k=2, lam=1.0, api_name="/analyze")
+    check_result(other, t=10, k=2)
+    info = client.view_api(return_format="dict", print_info=False)
+    assert "/analyze" in info["named_endpoints"]
+
+
+def test_bad_inputs_give_clear_errors_and_app_keeps_serving(client, clip, workdir):
+    junk = workdir / "junk.mp4"
+    junk.write_bytes(b"this is not a video " * 50)
+    text = workdir / "notes.txt"
+    text.write_text("hello")
+    cases = [(junk, T, K, "junk.mp4: not a video"),
+             (text, T, K, "not a supported video file"),
+             (clip, T, T + 1, f"k must be between 1 and T={T}"),
+             (clip, 33, K, "above this server's limit of 32"),
+             (clip, T, K, "lam must be between 0 and 1")]
+    for path, t, k, message in cases:
+        lam = 1.5 if "lam" in message else 0.5
+        with pytest.raises(Exception) as err:
+            client.predict(handle_file(str(path)), t, k, lam, api_name="/analyze")
+        assert message in str(err.value), str(err.value)
+        assert "/tmp" not in str(err.value)  # no server paths in messages
+    check_result(client.predict(handle_file(str(clip)), T, K, 0.5, api_name="/analyze"))
+
+
+def test_upload_over_size_limit_is_refused(server, client, clip, workdir):
+    big = workdir / "big.mp4"
+    big.write_bytes(clip.read_bytes() + b"\0" * (1_200_000))  # > max_upload_mb = 1
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):  # the client checks first
+        client.predict(handle_file(str(big)), T, K, 0.5, api_name="/analyze")
+    import httpx
+
+    with big.open("rb") as fh:  # and the server refuses it too
+        resp = httpx.post(f"{server}gradio_api/upload", files={"files": ("big.mp4", fh, "video/mp4")})
+    assert resp.status_code == 413, resp.text
+    check_result(client.predict(handle_file(str(clip)), T, K, 0.5, api_name="/analyze"))
+
+
+def test_eight_concurrent_calls_all_answered_through_queue(server, clip):
+    def call(i: int) -> dict:
+        c = Client(server, verbose=False)
+        return c.predict(handle_file(str(clip)), T, 1 + i % T, 0.5, api_name="/analyze")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(8)))
+    for i, data in enumerate(results):
+        check_result(data, k=1 + i % T)
+    # the same clip and T: per-frame outputs agree whatever the K
+    assert all(np.allclose(r["frame_scores"], results[0]["frame_scores"], atol=1e-5) for r in results)
+
+
+# --------------------------------------------------------------------------- callbacks in process
+@pytest.fixture
+def callbacks(pipe, settings, tmp_path):
+    from app.callbacks import AppContext, Callbacks
+    from app.models import CheckpointOption, ModelStore, load_examples
+
+    store = ModelStore(pipe, CheckpointOption("tiny", ""))
+    ctx = AppContext(store=store, settings=settings, examples=tuple(load_examples(settings.examples_dir)),
+                     export_root=tmp_path / "exports")
+    return Callbacks(ctx)
+
+
+def no_progress(*args, **kwargs):
+    return None
+
+
+def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, monkeypatch):
+    from app.callbacks import OUTPUT_NAMES, Session
+
+    out = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    assert len(out) == len(OUTPUT_NAMES)
+    named = dict(zip(OUTPUT_NAMES, out))
+    session = named["session"]
+    assert isinstance(session, Session) and session.clip_name == "clip.mp4"
+    assert "T=8, K=3" in named["summary"] and len(named["plot"].data) >= 4
+    assert len(named["gallery"]["value"]) == K and len(named["labels"]) == 5
+    assert [row[0] for row in named["compare"]["value"]] == ["NSNet-3", "Uniform-3", "Random-3", "Dense-8"]
+    assert Path(named["csv_file"]).read_text().count("\n") == T + 1
+    assert json.loads(Path(named["json_file"]).read_text())["video"]["path"] == "clip.mp4"
+    assert len(session.frame_files) == T and all(Path(p).is_file() for p in session.frame_files)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("re-ranking must not decode or run a network")
+
+    monkeypatch.setattr("nsnet.video.read_clip", boom)
+    monkeypatch.setattr(pipe.sampler, "forward", boom)
+    monkeypatch.setattr(pipe.recognizer, "forward", boom)
+    out2 = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 5, 0.0, True, 2)))
+    assert "K=5, λ=0.00" in out2["summary"] and len(out2["gallery"]["value"]) == 5
+    assert any((t.name or "").startswith("teacher") for t in out2["plot"].data)
+    assert out2["compare"]["value"][0][0] == "NSNet-5"
+    assert out2["frame_image"] == gr.skip() and out2["frame_slider"] == gr.skip()  # image unchanged
+    assert "selected, rank" in callbacks.show_caption(out2["session"], int(session.result.selected[0]) + 1)
+    assert "K5_lam0.00" in Path(out2["csv_file"]).name
+    with pytest.raises(gr.Error, match="larger than the T=8"):
+        callbacks.rerank(session, 9, 0.5, False, 1)
+    assert callbacks.rerank(None, 2, 0.5, False, 1)[0] is not None  # no session yet: skipped, no error
+    image, caption = callbacks.show_frame(out2["session"], 4)
+    assert image == session.frame_files[3] and "Frame 4 of 8" in caption
+
+
+def test_example_results_cached_lazily_with_ground_truth(callbacks, settings, tmp_path, monkeypatch):
+    import app.callbacks as cbmod
+
+    calls = []
+    real_infer = cbmod.infer
+    monkeypatch.setattr(cbmod, "infer", lambda *a, **kw: calls.append(1) or real_infer(*a, **kw))
+    upload = tmp_path / "upload" / "walk.mp4"  # Gradio hands the callback a copy of the example
+    upload.parent.mkdir()
+    shutil.copy(settings.examples_dir / "walk.mp4", upload)
+    first = callbacks.run(str(upload), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    second = callbacks.run(str(upload), T, 2, 0.8, None, None, False, 1, first[-1], progress=no_progress)
+    assert len(calls) == 1  # second run served from the cache, re-ranked to K=2, λ=0.8
+    assert "example cache" in second[0] and "K=2, λ=0.80" in second[0]
+    assert "ground-truth" in first[0]
+    assert [s for s in second[1].layout.shapes if s.type == "rect"]  # the 0.5-1.0 s segment is shaded
+    callbacks.run(str(upload), T + 2, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    assert len(calls) == 2  # another T is another entry
+
+
+def test_check_inputs(callbacks, clip, tmp_path):
+    with pytest.raises(gr.Error, match="Upload a clip"):
+        callbacks.run(None, T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    empty = tmp_path / "empty.webm"
+    empty.write_bytes(b"")
+    with pytest.raises(gr.Error, match="empty"):
+        callbacks.check_clip(str(empty))
+    with pytest.raises(gr.Error, match="whole number"):
+        callbacks.check_params("abc", K, 0.5)
+    with pytest.raises(gr.Error, match="whole number"):
+        callbacks.check_params(8.5, K, 0.5)
+    assert callbacks.check_params(8.0, 3, "0.25") == (8, 3, 0.25)
+
+
+def test_user_errors_turn_exceptions_into_one_line_gr_error(caplog):
+    from app.callbacks import user_errors
+    from nsnet.video import NotAVideoError
+
+    def unexpected():
+        raise RuntimeError("boom\nsecond line")
+
+    def bad_video():
+        raise NotAVideoError("/tmp/gradio/abc/clip.mov", "not a video file")
+
+    with caplog.at_level(logging.ERROR, logger="app.callbacks"):
+        with pytest.raises(gr.Error) as err:
+            user_errors(unexpected)()
+    assert "Unexpected error (RuntimeError: boom second line)" in err.value.message
+    assert any(r.exc_info for r in caplog.records)  # traceback logged for the operator
+    with pytest.raises(gr.Error) as err:
+        user_errors(bad_video)()
+    assert err.value.message == "clip.mov: not a video file"
+
+
+def test_cleanup_session_removes_its_files(callbacks, clip):
+    from app.callbacks import cleanup_session
+
+    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)[-1]
+    folder = Path(session.export_dir)
+    assert folder.is_dir()
+    cleanup_session(session)
+    assert not folder.exists()
+    cleanup_session(None)
+
+
+def test_checkpoint_from_models_dir_loaded_once_and_used(pipe, settings, clip, tmp_path):
+    from app.callbacks import AppContext, Callbacks
+    from app.models import CheckpointOption, ModelStore, scan_checkpoints
+
+    pipe.save_pretrained(tmp_path / "models" / "tiny-exp")
+    store = ModelStore(pipe, CheckpointOption("default", ""), scan_checkpoints(tmp_path / "models"))
+    assert store.labels == ["default", "models/tiny-exp"]
+    cb = Callbacks(AppContext(store=store, settings=settings, export_root=tmp_path / "exports"))
+    out = cb.run(str(clip), T, K, 0.5, "models/tiny-exp", "", False, 1, None, progress=no_progress)
+    assert "models/tiny-exp" in out[0]
+    loaded, _ = store.get("models/tiny-exp")
+    assert loaded is store.get("models/tiny-exp")[0] and loaded is not pipe  # loaded once, then shared
+    with pytest.raises(gr.Error, match="unknown checkpoint"):
+        user_errors_run(cb, clip, "models/missing")
+
+
+def user_errors_run(cb, clip, checkpoint):
+    from app.callbacks import user_errors
+
+    return user_errors(cb.run)(str(clip), T, K, 0.5, checkpoint, "", False, 1, None, progress=no_progress)

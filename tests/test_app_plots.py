@@ -1,0 +1,100 @@
+"""app.plots: PipelineResult -> plotly Figure, checked as data (no Gradio, no browser)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from test_app_views import fake_result
+
+
+def _trace(fig: go.Figure, prefix: str):
+    found = [t for t in fig.data if (t.name or "").startswith(prefix)]
+    assert len(found) == 1, [t.name for t in fig.data]
+    return found[0]
+
+
+def test_three_curves_over_time():
+    from app.plots import saliency_figure
+
+    r = fake_result()
+    fig = saliency_figure(r)
+    assert isinstance(fig, go.Figure)
+    for prefix, values in (("frame-level", r.frame_scores), ("attention", r.attention), ("fused", r.fused)):
+        tr = _trace(fig, prefix)
+        assert np.allclose(tr.x, r.timestamps_s) and np.allclose(tr.y, values)
+    assert "λ=0.50" in _trace(fig, "fused").name
+    assert fig.layout.xaxis.title.text == "time (s)"
+    lo, hi = fig.layout.xaxis.range
+    assert lo < 0 and hi > 60.0  # whole clip (duration 60 s), not just the preview span
+    assert not any(t.name and t.name.startswith("teacher") for t in fig.data)
+    json.loads(fig.to_json())  # what gr.Plot sends
+
+
+def test_selected_frames_marked_with_rank():
+    from app.plots import saliency_figure
+    from app.views import selection_ranks
+
+    r = fake_result(k=5)
+    fig = saliency_figure(r)
+    sel = sorted(int(i) for i in r.selected)
+    marks = _trace(fig, "selected")
+    assert marks.name == "selected (K=5)"
+    assert np.allclose(marks.x, r.timestamps_s[sel]) and np.allclose(marks.y, r.fused[sel])
+    ranks = selection_ranks(r)
+    assert list(marks.text) == [f"#{ranks[i]}" for i in sel]
+    vlines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.x0 for s in vlines) == pytest.approx(sorted(r.timestamps_s[sel]))
+
+
+def test_ground_truth_segments_shaded_only_when_given():
+    from app.plots import saliency_figure
+    from app.views import Segment
+
+    r = fake_result()
+    fig = saliency_figure(r, segments=[Segment(10, 20, "jump"), Segment(40, 45, "jump")])
+    rects = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert [(s.x0, s.x1) for s in rects] == [(10, 20), (40, 45)]
+    assert _trace(fig, "ground truth")
+    plain = saliency_figure(r)
+    assert not [s for s in plain.layout.shapes if s.type == "rect"]
+    assert not any(t.name == "ground truth" for t in plain.data)
+
+
+def test_teacher_curve_optional_and_needs_dense():
+    from app.plots import saliency_figure
+
+    r = fake_result()
+    tr = _trace(saliency_figure(r, teacher=True), "teacher")
+    assert np.allclose(tr.y, r.teacher_curve())
+    assert r.labels[0]["label"] in tr.name
+    fig = saliency_figure(fake_result(dense=False), teacher=True)  # silently skipped, no error
+    assert not any(t.name and t.name.startswith("teacher") for t in fig.data)
+
+
+def test_follows_rerank():
+    from app.plots import saliency_figure
+
+    r = fake_result().rerank(2, 0.0)
+    fig = saliency_figure(r)
+    assert _trace(fig, "selected").name == "selected (K=2)" and "λ=0.00" in _trace(fig, "fused").name
+    assert np.allclose(_trace(fig, "fused").y, r.fused)
+
+
+def test_without_timestamps_uses_frame_index():
+    from app.plots import saliency_figure
+
+    r = fake_result(t=8, k=2, duration=None)
+    r = type(r)(**{**r.__dict__, "timestamps_s": np.arange(8, dtype=np.float64),
+                   "video": {"path": None, "duration_s": None}})
+    fig = saliency_figure(r)
+    assert fig.layout.xaxis.title.text == "preview frame"
+
+
+def test_empty_figure_placeholder():
+    from app.plots import empty_figure
+
+    fig = empty_figure("hello")
+    assert fig.layout.annotations[0].text == "hello" and not fig.data

@@ -25,52 +25,16 @@ import statistics
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import app  # noqa: F401  (offline Gradio defaults)
+from nsnet.benchmarks.decode import make_clip
 
 log = logging.getLogger("app.bench")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
-
-
-def make_clip(path: Path, seconds: float = 60.0, size: tuple[int, int] = (1280, 720), fps: int = 30,
-              gop: int = 60) -> Path:
-    """A synthetic clip with moving shapes and texture (H.264, yuv420p, ``gop``-frame keyframe interval)."""
-    import av
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.mp4")
-    w, h = size
-    n = int(round(seconds * fps))
-    rng = np.random.default_rng(0)
-    texture = rng.integers(0, 40, (h, w, 1), dtype=np.uint8)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx * 200 // w, yy * 200 // h, np.full_like(xx, 90)], -1).astype(np.uint8) + texture
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps))
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "23"}
-        stream.codec_context.gop_size = gop
-        for i in range(n):
-            t = i / n
-            img = np.roll(base, int(t * w), axis=1).copy()
-            cx, cy = int(w * (0.1 + 0.8 * t)), int(h * (0.5 + 0.3 * np.sin(12 * t)))
-            r = 40 + int(60 * (0.4 < t < 0.6))
-            y0, y1, x0, x1 = max(cy - r, 0), min(cy + r, h), max(cx - r, 0), min(cx + r, w)
-            img[y0:y1, x0:x1] = (250, 220, 40)
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    os.replace(tmp, path)
-    return path
 
 
 # Resolves window.__benchDone once the chart's status tracker has shown "pending" and hidden again.
@@ -178,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", help="checkpoint folder (default: bundled demo, else untrained)")
     p.add_argument("--clip", type=Path, help="use this clip instead of the generated 60-s 720p one")
-    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench")
+    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench-decode")
     p.add_argument("--frames", type=int, default=None, help="T (default: the model's)")
     p.add_argument("--k", type=int, default=None, help="K (default: the model's)")
     p.add_argument("--runs", type=int, default=3)
@@ -195,14 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     from .settings import AppSettings
     from .ui import build_demo
 
-    clip = args.clip
-    if clip is None:
-        clip = args.cache_dir / "bench_60s_720p.mp4"
-        if not clip.is_file():
-            log.info("writing %s (60 s, 1280x720, 30 fps, H.264) ...", clip)
-            start = time.perf_counter()
-            make_clip(clip)
-            log.info("  done in %.1f s", time.perf_counter() - start)
+    # the same generated 60-s 1280x720 30-fps H.264 clip as `python -m nsnet bench pipeline`
+    clip = args.clip or make_clip(args.cache_dir, "bench", 1280, 720, minutes=1.0)
     pipe, option = load_default(args.checkpoint, args.device)
     t = args.frames or pipe.config.num_frames
     k = args.k or min(pipe.config.k, t)

@@ -33,8 +33,10 @@ VARIANTS: dict[str, dict] = {
     "pseudo: threshold (tau=0.5)": {"pseudo_rule": "threshold"},
     "pseudo: soft": {"pseudo_rule": "soft"},
     "attention: softmax": {"attention": "softmax"},
+    "L_non: background class": {"non_mode": "background"},
     "L_non: uniform KL": {"non_mode": "uniform"},
     "no L_non (beta=0)": {"beta": 0.0},
+    "sampler at 128 px": {"sampler_size": 128},
 }
 LAMS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COLUMNS = ("nsnet", "frame_only", "attention_only", "uniform", "dense")
@@ -60,18 +62,25 @@ def run(base: TrainConfig, val_subset: str, seeds: list[int]) -> dict:
     results: dict[str, dict] = {}
     for name, change in VARIANTS.items():
         cfg = dataclasses.replace(base, **change)
+        tr, va = train_fs, val_fs
+        if cfg.sampler_size != base.sampler_size:  # other preview resolution: its own features
+            probe = _sampler_variant(pipe, cfg, base.seed)
+            tr = build_feature_set(records, class_names, probe, cfg.num_frames, cfg.cache_path, progress=cfg.progress)
+            va = build_feature_set(val_records, class_names, probe, cfg.num_frames, cfg.cache_path,
+                                   progress=cfg.progress)
         runs = []
         for seed in seeds:
             variant = _sampler_variant(pipe, cfg, seed)
             trainer = _Trainer(dataclasses.replace(cfg, seed=seed), variant, DistInfo())
-            pseudo = teacher_pseudo_labels(variant, train_fs.recognizer, train_fs.labels, cfg)
-            train_sampler(trainer, train_fs.sampler, train_fs.labels, pseudo, None)
+            pseudo = teacher_pseudo_labels(variant, tr.recognizer, tr.labels, cfg)
+            train_sampler(trainer, tr.sampler, tr.labels, pseudo, None)
             variant.config.meta = {"train": dataclasses.asdict(cfg)}
-            out = frame_outputs(variant, val_fs)
-            runs.append({"eval": evaluate(variant, val_fs, outputs=out),
-                         "lam": {lam: evaluate(variant, val_fs, lam=lam, outputs=out)["methods"]["nsnet"]["map"]
+            out = frame_outputs(variant, va)
+            runs.append({"eval": evaluate(variant, va, outputs=out),
+                         "lam": {lam: evaluate(variant, va, lam=lam, outputs=out)["methods"]["nsnet"]["map"]
                                  for lam in LAMS} if name == "default" else None})
         results[name] = _summarise(runs)
+        results[name]["gflops_nsnet"] = runs[0]["eval"]["methods"]["nsnet"]["gflops"]
         log.info("%s: NSNet mAP %.1f", name, 100 * results[name]["map"]["nsnet"])
     return {"t": base.num_frames, "k": base.k, "seeds": seeds, "num_train": len(train_fs),
             "num_val": len(val_fs), "variants": results}
@@ -94,13 +103,13 @@ def markdown(res: dict) -> str:
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"
     lines = [f"T={res['t']}, K={res['k']}; {res['num_train']} training / {res['num_val']} validation videos; "
              f"mean of seeds {res['seeds']}", "",
-             "| variant | NSNet mAP | frame-only | attention-only | saliency AP | pseudo P / R |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| variant | NSNet mAP | frame-only | attention-only | saliency AP | pseudo P / R | GFLOPs |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in res["variants"].items():
         m = v["map"]
         lines.append(f"| {name} | {pct(m['nsnet'])} ± {100 * v['map_std_nsnet']:.1f} | {pct(m['frame_only'])} | "
                      f"{pct(m['attention_only'])} | {pct(v['saliency_ap'])} | "
-                     f"{pct(v['pseudo_precision'])} / {pct(v['pseudo_recall'])} |")
+                     f"{pct(v['pseudo_precision'])} / {pct(v['pseudo_recall'])} | {v['gflops_nsnet']:.2f} |")
     d = res["variants"]["default"]
     lines += ["", f"Reference at K={res['k']}: uniform {pct(d['map']['uniform'])}, dense-T {pct(d['map']['dense'])}.",
               "", "| lam | " + " | ".join(d["lam"]) + " |", "|---|" + "---:|" * len(d["lam"]),

@@ -37,7 +37,7 @@ class SamplerConfig:
     backbone: str = "efficientnet_lite0"
     backbone_pretrained: bool = True
     freeze_backbone: bool = True
-    input_size: int = 128          # preview resolution (square, after short-side resize + centre crop)
+    input_size: int = 96           # preview resolution (square, after short-side resize + centre crop)
     hidden_dim: int = 256          # d, width of h_t
     temporal_kernel: int = 3       # 1-D conv over t; 1 disables temporal context
     attention: Literal["sigmoid", "softmax"] = "sigmoid"

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -181,6 +182,7 @@ class Pipeline:
             self.recognizer.to(memory_format=torch.channels_last)
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self._gflops: dict[tuple, float] = {}
+        self._gflops_lock = threading.Lock()  # the FLOP counter is a global mode: one count at a time
 
     # ----------------------------------------------------------------- building
     @classmethod
@@ -290,12 +292,13 @@ class Pipeline:
         """GFLOPs of T sampler previews and K recognizer frames (counted once per T, cached)."""
         s_size, r_size = self.config.sampler.input_size, self.config.recognizer.input_size
         key_s, key_r = ("sampler", num_frames, s_size), ("recognizer", r_size)
-        if key_s not in self._gflops:
-            x = torch.zeros(1, num_frames, 3, s_size, s_size, device=self.device)
-            self._gflops[key_s] = count_gflops(self.sampler, x, 1, 0.5)
-        if key_r not in self._gflops:
-            x = torch.zeros(1, 1, 3, r_size, r_size, device=self.device)
-            self._gflops[key_r] = count_gflops(self.recognizer, x)
+        with self._gflops_lock:
+            if key_s not in self._gflops:
+                x = torch.zeros(1, num_frames, 3, s_size, s_size, device=self.device)
+                self._gflops[key_s] = count_gflops(self.sampler, x, 1, 0.5)
+            if key_r not in self._gflops:
+                x = torch.zeros(1, 1, 3, r_size, r_size, device=self.device)
+                self._gflops[key_r] = count_gflops(self.recognizer, x)
         s, r = self._gflops[key_s], self._gflops[key_r]
         return {"sampler": s, "recognizer": r * k, "total": s + r * k, "dense": r * num_frames}
 

@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import pytest
 
 from nsnet.metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
 

@@ -9,6 +9,9 @@ def test_minmax_norm_maps_range_and_constant_to_half():
     out = minmax_norm(x)
     assert torch.allclose(out[0], torch.tensor([0.0, 1.0, 0.5]))
     assert torch.allclose(out[1], torch.full((3,), 0.5))
+    # float noise on a constant is not a ranking
+    noisy = torch.tensor([0.5, 0.5 + 1e-7, 0.5 - 1e-7])
+    assert torch.equal(minmax_norm(noisy), torch.full((3,), 0.5))
 
 
 def test_fuse_extremes_follow_one_branch():

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -150,3 +149,26 @@ def test_ddp_two_cpu_processes_end_with_the_same_weights(tiny_data, tmp_path):
     init = Pipeline.build(train.TrainConfig(**cfg).pipeline_config(["a", "b", "c"]), device="cpu")
     head = "recognizer.head.1.weight"
     assert not torch.allclose(init.trained_state_dict()[head], a[head])
+
+
+def test_ablation_reports_every_variant(tiny_data, tmp_path):
+    from nsnet import ablate
+
+    cfg = tmp_path / "base.json"
+    cfg.write_text(json.dumps({k: v for k, v in TINY.items() if k != "progress"}))
+    md, js = tmp_path / "ablate.md", tmp_path / "ablate.json"
+    code = ablate.main(["--data", str(tiny_data), "--val-subset", "all", "--seeds", "0", "--config", str(cfg),
+                        "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--markdown", str(md)])
+    assert code == 0
+    res = json.loads(js.read_text())
+    assert set(res["variants"]) == set(ablate.VARIANTS)
+    for name, v in res["variants"].items():
+        assert 0 <= v["map"]["nsnet"] <= 1, name
+    lam = res["variants"]["default"]["lam"]
+    assert set(lam) == {"0.0", "0.25", "0.5", "0.75", "1.0"}
+    # lam = 1 is the frame branch alone, lam = 0 the attention alone
+    assert lam["1.0"] == res["variants"]["default"]["map"]["frame_only"]
+    assert lam["0.0"] == res["variants"]["default"]["map"]["attention_only"]
+    # the 128-px variant costs more than the default sampler
+    assert res["variants"]["sampler at 128 px"]["gflops_nsnet"] > res["variants"]["default"]["gflops_nsnet"]
+    assert md.read_text().count("\n| ") >= len(ablate.VARIANTS) + 2

@@ -14,13 +14,18 @@ from torch import Tensor
 __all__ = ["minmax_norm", "fuse", "select_topk", "uniform_indices", "random_indices"]
 
 
-def minmax_norm(x: Tensor, dim: int = -1, eps: float = 1e-8) -> Tensor:
-    """Min-max normalise ``x`` along ``dim`` into [0, 1]; a constant slice maps to 0.5."""
+def minmax_norm(x: Tensor, dim: int = -1, rel_eps: float = 1e-5) -> Tensor:
+    """Min-max normalise ``x`` along ``dim`` into [0, 1].
+
+    A slice whose spread is below ``rel_eps * max(1, |x|max)`` counts as constant and maps
+    to 0.5, so float noise in near-constant scores is never stretched into a ranking.
+    """
     lo = x.amin(dim=dim, keepdim=True)
     hi = x.amax(dim=dim, keepdim=True)
     span = hi - lo
-    out = (x - lo) / span.clamp_min(eps)
-    return torch.where(span > eps, out, torch.full_like(x, 0.5))
+    tol = rel_eps * x.abs().amax(dim=dim, keepdim=True).clamp_min(1.0)
+    out = (x - lo) / span.clamp_min(1e-12)
+    return torch.where(span > tol, out, torch.full_like(x, 0.5))
 
 
 def fuse(frame_scores: Tensor, attention: Tensor, lam: float) -> Tensor:

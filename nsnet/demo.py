@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_config:
         train_argv += ["--config", args.train_config]
     _run("train", train, train_argv)
-    common = ["--checkpoint", str(model), "--cache-dir", str(work / "cache"), "--device", args.device, "--no-progress"]
+    common = ["--checkpoint", str(model), "--cache-dir", str(work / "cache"), "--device", args.device, "--no-progress",
+              "--plot-js", "cdn"]  # the bundled folder stays small
     _run("evaluate validation", evaluate, ["--data", str(data), "--subset", "validation",
                                            "--json", str(model / "eval_validation.json"),
                                            "--plot", str(model / "curve_validation.html")] + common)

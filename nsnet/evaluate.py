@@ -134,8 +134,10 @@ def k_curve(pipe: Pipeline, out: FrameOutputs, lam: float, seed: int = 0,
     return curve
 
 
-def write_curve_html(curve: dict[str, list[dict]], dense: dict[str, float], path: str | Path, title: str) -> Path:
-    """Accuracy-vs-GFLOPs plot as a self-contained Plotly HTML file (works offline)."""
+def write_curve_html(curve: dict[str, list[dict]], dense: dict[str, float], path: str | Path, title: str,
+                     plotly_js: str = "inline") -> Path:
+    """Accuracy-vs-GFLOPs plot as Plotly HTML: ``inline`` (self-contained, works offline, ~5 MB)
+    or ``cdn`` (a few KB, loads plotly.js from its CDN when opened)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -148,7 +150,7 @@ def write_curve_html(curve: dict[str, list[dict]], dense: dict[str, float], path
     fig.update_layout(title=title, xaxis_title="GFLOPs per video", yaxis_title="mAP (%)", template="plotly_white")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True)
+    fig.write_html(str(path), include_plotlyjs=True if plotly_js == "inline" else "cdn")
     return path
 
 
@@ -177,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", dest="json_out", default=None, help="write the result object here")
     p.add_argument("--plot", default=None, help="write the accuracy-vs-GFLOPs curve (K = 1..T) as Plotly HTML")
+    p.add_argument("--plot-js", choices=["inline", "cdn"], default="inline",
+                   help="inline plotly.js (offline, ~5 MB) or load it from the CDN (small file)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -208,6 +212,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         lam = pipe.config.lam if args.lam is None else args.lam
         path = write_curve_html(k_curve(pipe, out, lam, args.seed), result["methods"]["dense"], args.plot,
-                                f"{args.subset}: mAP vs GFLOPs over K = 1..{result['t']}")
+                                f"{args.subset}: mAP vs GFLOPs over K = 1..{result['t']}", args.plot_js)
         log.info("wrote %s", path)
     return 0

@@ -257,9 +257,14 @@ class Pipeline:
         meta = dict(self.config.meta, nsnet_version=__version__, torch_version=torch.__version__)
         config = dataclasses.replace(self.config, meta=meta)
         tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        umask = os.umask(0)
+        os.umask(umask)
         try:
             config.save(tmp / CONFIG_NAME)
             save_file(self.trained_state_dict(), str(tmp / WEIGHTS_NAME))
+            for path in (tmp / CONFIG_NAME, tmp / WEIGHTS_NAME):  # mkdtemp is private; the checkpoint is not
+                path.chmod(0o666 & ~umask)
+            tmp.chmod(0o777 & ~umask)
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)

@@ -172,3 +172,23 @@ def test_ablation_reports_every_variant(tiny_data, tmp_path):
     # the 128-px variant costs more than the default sampler
     assert res["variants"]["sampler at 128 px"]["gflops_nsnet"] > res["variants"]["default"]["gflops_nsnet"]
     assert md.read_text().count("\n| ") >= len(ablate.VARIANTS) + 2
+
+
+def test_predict_defaults_to_the_bundled_demo_model_and_it_finds_the_action(capsys):
+    """The shipped checkpoint on the shipped examples: selected frames land in the ground truth."""
+    from nsnet.data.records import segments_mask
+
+    examples = ROOT / "assets" / "examples"
+    database = json.loads((examples / "annotations.json").read_text())["database"]
+    assert len(database) >= 3
+    correct, inside, total = 0, 0, 0
+    for vid, entry in database.items():
+        assert predict.main([str(examples / f"{vid}.mp4"), "--json", "--device", "cpu"]) == 0
+        d = json.loads(capsys.readouterr().out)
+        segments = [a["segment"] for a in entry["annotations"]]
+        mask = segments_mask(d["timestamps_s"], segments)
+        inside += int(mask[d["selected"]].sum())
+        total += len(d["selected"])
+        correct += d["labels"][0]["label"] == entry["annotations"][0]["label"]
+    assert inside / total >= 0.75, (inside, total)      # the sampler looks at the action
+    assert correct >= len(database) - 1, correct        # and the recognizer names it

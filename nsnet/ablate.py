@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 VARIANTS: dict[str, dict] = {
     "default": {},
+    "pseudo: relative (gamma=0.8)": {"pseudo_rule": "relative"},
     "pseudo: topk (rho=0.25)": {"pseudo_rule": "topk"},
-    "pseudo: threshold (tau=0.5)": {"pseudo_rule": "threshold"},
     "pseudo: soft": {"pseudo_rule": "soft"},
     "attention: softmax": {"attention": "softmax"},
     "L_non: background class": {"non_mode": "background"},

@@ -113,7 +113,7 @@ def evaluate(pipe: Pipeline, fs, k: int | None = None, lam: float | None = None,
                if 0 < int(mask[i].sum()) < t]
         result["saliency_ap"] = float(np.mean(aps)) if aps else None
         train = pipe.config.meta.get("train", {})
-        pseudo = make_pseudo_labels(out.teacher_conf, train.get("pseudo_rule", "relative"),
+        pseudo = make_pseudo_labels(out.teacher_conf, train.get("pseudo_rule", "threshold"),
                                     gamma=train.get("gamma", 0.8), rho=train.get("rho", 0.25), tau=train.get("tau", 0.5))
         p, r = precision_recall((pseudo >= 0.5).numpy(), mask.numpy())
         result["pseudo_labels"] = {"precision": p, "recall": r}

@@ -43,7 +43,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(trained):
         assert len(losses) == 12 and losses[-1] < losses[0], (stage, losses)
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     pipe = Pipeline.from_pretrained(out, device="cpu")
-    assert pipe.config.trained and pipe.config.meta["train"]["pseudo_rule"] == "relative"
+    assert pipe.config.trained and pipe.config.meta["train"]["pseudo_rule"] == "threshold"
     assert len(pipe.class_names) == 3 and pipe.config.num_frames == 6
     assert not cfg.state_path.exists()  # the resumable state is removed once the checkpoint is written
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 VARIANTS: dict[str, dict] = {
     "default": {},
     "pseudo: relative (gamma=0.8)": {"pseudo_rule": "relative"},
+    "pseudo: threshold (tau=0.5)": {"pseudo_rule": "threshold"},
     "pseudo: topk (rho=0.25)": {"pseudo_rule": "topk"},
     "pseudo: soft": {"pseudo_rule": "soft"},
     "attention: softmax": {"attention": "softmax"},

@@ -364,7 +364,8 @@ class Pipeline:
         frame_probs, dense_ms = None, None
         if dense:
             report("dense recognizer", 0.75)
-            rest = torch.tensor([i for i in range(t) if i not in set(selected.tolist())], dtype=torch.long)
+            chosen = set(selected.tolist())
+            rest = torch.tensor([i for i in range(t) if i not in chosen], dtype=torch.long)  # (T - K,)
             frame_probs = torch.zeros(t, sel_probs.shape[1])
             frame_probs[selected] = sel_probs
             start = time.perf_counter()

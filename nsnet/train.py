@@ -8,6 +8,15 @@
    sampler features, with ``L_frame + alpha L_sal + beta L_non``.
 
 Backbone features are cached on disk (frozen backbones), so epochs cost milliseconds.
+
+``--finetune`` (meant for GPUs; slow but working on a CPU) trains the backbones too: stage 1
+trains recognizer backbone + head, stage 2 takes pseudo labels from that fine-tuned
+recognizer, stage 3 trains sampler backbone + heads; backbones learn at ``--finetune-lr``,
+heads at ``--lr``, and the checkpoint stores the backbones. Its inputs are the decoded
+uint8 previews (T, S, S, 3) at the recognizer size S, centre-cropped, kept in the on-disk
+preview cache of ``nsnet.data.VideoDataset`` (T*S*S*3 bytes a video: 2.4 MB at T=16,
+S=224, too much to hold a real dataset in memory) and read back batch by batch.
+
 The same command runs under ``torchrun --nproc_per_node N`` with DistributedDataParallel
 (gloo on CPU, nccl on GPU) and a DistributedSampler. Training state (weights, optimiser,
 epoch) is saved after every epoch next to the output and ``--resume`` picks it up; it is
@@ -43,7 +52,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; saved into the checkpoint's ``meta.train``."""
+    """Every knob of a training run; saved into the checkpoint's ``meta.train``.
+
+    ``finetune=True`` also trains both backbones (at ``finetune_lr``; heads use ``lr``) on
+    decoded previews instead of cached features, and the checkpoint then stores them.
+    """
 
     data: str = ""                       # dataset folder or annotation file (see nsnet.data)
     video_root: str | None = None        # where the videos are, when not beside the annotations
@@ -64,11 +77,13 @@ class TrainConfig:
     hidden_dim: int = 256
     temporal_kernel: int = 3
     backbones_pretrained: bool = True
+    finetune: bool = False               # also train the backbones, on decoded previews (GPU use; see above)
     # optimisation
     recognizer_epochs: int = 40
     sampler_epochs: int = 60
     batch_size: int = 32                 # videos per step (per process)
-    lr: float = 2e-3
+    lr: float = 2e-3                     # heads
+    finetune_lr: float = 1e-4            # backbones, with --finetune
     weight_decay: float = 1e-4
     seed: int = 0
     # pseudo labels and losses
@@ -94,13 +109,17 @@ class TrainConfig:
         PipelineConfig.validate(self.num_frames, self.k, self.lam)
 
     def pipeline_config(self, class_names: list[str]) -> PipelineConfig:
+        # a recognizer with the backbone's own head is not trained, so its backbone stays frozen
+        tune_recognizer = self.finetune and self.recognizer_head == "linear"
         return PipelineConfig(
             class_names=list(class_names),
             sampler=SamplerConfig(backbone=self.sampler_backbone, backbone_pretrained=self.backbones_pretrained,
+                                  freeze_backbone=not self.finetune,
                                   input_size=self.sampler_size, hidden_dim=self.hidden_dim,
                                   temporal_kernel=self.temporal_kernel, attention=self.attention),
             recognizer=RecognizerConfig(backbone=self.recognizer_backbone, head=self.recognizer_head,
                                         backbone_pretrained=self.backbones_pretrained,
+                                        freeze_backbone=not tune_recognizer,
                                         input_size=self.recognizer_size),
             num_frames=self.num_frames, k=self.k, lam=self.lam)
 
@@ -114,17 +133,104 @@ class TrainConfig:
         return out.with_name(out.name + ".train_state.pt")
 
 
+# --------------------------------------------------------------------------- inputs
+class Previews:
+    """Decoded previews of the readable training videos, for fine-tuning.
+
+    ``previews[idx]`` with a (B,) index tensor gives uint8 (B, T, S, S, 3) on the CPU, read
+    from the preview cache: it stands in for indexing cached features (N, T, D).
+    """
+
+    def __init__(self, dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices   # a VideoDataset and its readable records
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, idx: Tensor) -> Tensor:
+        return torch.stack([self.dataset.load(self.indices[i])["frames"] for i in idx.tolist()])
+
+
+Inputs = Tensor | Previews   # per-video stage inputs: cached features (N, T, D) or previews (N, T, S, S, 3)
+
+
+def load_previews(records, class_names: list[str], cfg: TrainConfig,
+                  info: dist_utils.DistInfo) -> tuple[Previews, Tensor]:
+    """Decode every record's previews into the cache (each rank its shard); (previews, labels (N,)).
+
+    Unreadable videos are logged and left out, as with cached features.
+    """
+    from .data.dataset import VideoDataset
+
+    ds = VideoDataset(records, class_names, cfg.num_frames, cfg.recognizer_size, cfg.cache_path)
+    for i in tqdm(range(info.rank, len(ds), info.world_size), desc="previews", unit="video",
+                  disable=not (cfg.progress and info.is_main)):
+        ds[i]  # decodes into the cache; a failure is recorded in ds.failures
+    dist_utils.barrier(info)
+
+    def readable(i: int) -> bool:  # cached by some rank, else (a failure elsewhere) try once more here
+        key = ds.preview_key(i)
+        return key is not None and (key in ds.cache or ds[i] is not None)
+
+    keep = [i for i, r in enumerate(ds.records) if r.video_id not in ds.failures and readable(i)]
+    ds.report()
+    if not keep:
+        raise FileNotFoundError("none of the videos could be read")
+    labels = torch.tensor([ds.records[i].label_index for i in keep], dtype=torch.long)
+    return Previews(ds, keep), labels
+
+
+def _embed(backbone: nn.Module, frames: Tensor, size: int) -> Tensor:
+    """uint8 previews (..., H, W, 3) -> backbone features (..., D), with gradients when training."""
+    lead = frames.shape[:-3]
+    x = backbone.preprocess(frames.reshape(-1, *frames.shape[-3:]), size)  # (N, 3, S, S)
+    if x.is_cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return backbone.forward_features(x).float().view(*lead, -1)            # (..., D)
+
+
 # --------------------------------------------------------------------------- stages
-class _HeadsModule(nn.Module):
-    """``forward`` = the sampler heads on features, returning a tuple (DDP-friendly)."""
+class _RecognizerModule(nn.Module):
+    """``forward`` = recognizer logits (N, C) of features (N, Dr) or of previews (N, S, S, 3).
+
+    One module owning backbone and head, so DDP sees every parameter being trained.
+    """
+
+    def __init__(self, recognizer: nn.Module) -> None:
+        super().__init__()
+        self.recognizer = recognizer
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dtype == torch.uint8:  # fine-tuning: run the backbone on the frames
+            x = _embed(self.recognizer.backbone, x, self.recognizer.cfg.input_size)  # (N, Dr)
+        return self.recognizer.forward_head(x)
+
+
+class _SamplerModule(nn.Module):
+    """``forward`` = the sampler heads on features (B, T, Ds) or previews (B, T, S, S, 3),
+    returning a tuple (DDP-friendly)."""
 
     def __init__(self, sampler: nn.Module) -> None:
         super().__init__()
         self.sampler = sampler
 
-    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        h = self.sampler.forward_head(feats)
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if x.dtype == torch.uint8:  # fine-tuning: run the backbone on the frames
+            x = _embed(self.sampler.backbone, x, self.sampler.cfg.input_size)  # (B, T, Ds)
+        h = self.sampler.forward_head(x)
         return h.frame_logits, h.attention, h.video_logits, h.nonsalient_logits
+
+
+def _param_groups(module: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters: heads at ``lr``, then (when fine-tuning) backbones at ``finetune_lr``."""
+    heads, backbones = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (backbones if "backbone" in name.split(".") else heads).append(p)
+    groups = [{"params": heads, "lr": cfg.lr}]
+    if backbones:
+        groups.append({"params": backbones, "lr": cfg.finetune_lr})
+    return groups
 
 
 class _Trainer:
@@ -138,13 +244,14 @@ class _Trainer:
         if not self.info.enabled:
             return module
         ids = [self.pipe.device.index or 0] if self.pipe.device.type == "cuda" else None
-        return DDP(module, device_ids=ids)
+        # a trainable backbone keeps its own (unused) classifier: let DDP skip it
+        tuned = any(p.requires_grad for n, p in module.named_parameters() if "backbone" in n.split("."))
+        return DDP(module, device_ids=ids, find_unused_parameters=tuned)
 
     def fit(self, stage: str, module: nn.Module, n: int, epochs: int,
             step_loss: Callable[[nn.Module, Tensor], Tensor], resume: dict | None) -> None:
         cfg, info, device = self.cfg, self.info, self.pipe.device
-        params = [p for p in module.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(_param_groups(module, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
         start = 0
         if resume and resume.get("stage") == stage:
@@ -178,6 +285,9 @@ class _Trainer:
                 log.info("%s epoch %d/%d loss %.4f", stage, epoch + 1, epochs, mean)
             if info.is_main and cfg.save_state:
                 self._save_state(stage, epoch, opt, sched)
+        if info.enabled:  # the last step's BatchNorm statistics are per rank: every rank takes rank 0's
+            for buf in module.buffers():
+                torch.distributed.broadcast(buf, src=0)
         module.eval()
 
     def _save_state(self, stage: str, epoch: int, opt, sched) -> None:
@@ -191,43 +301,55 @@ class _Trainer:
         os.replace(tmp, path)
 
 
-def train_recognizer(trainer: _Trainer, feats: Tensor, labels: Tensor, resume: dict | None) -> None:
-    """Stage 1: per-frame cross-entropy of the recognizer head, every frame carrying the video label."""
-    rec, device = trainer.pipe.recognizer, trainer.pipe.device
-    feats, labels = feats.to(device), labels.to(device)
-    t = feats.shape[1]
+def _on(inputs: Inputs, device: torch.device) -> Inputs:
+    """Cached features move to the device once; previews are read (and moved) per batch."""
+    return inputs.to(device) if isinstance(inputs, Tensor) else inputs
 
-    def step(head: nn.Module, idx: Tensor) -> Tensor:
-        x = feats[idx.to(device)].flatten(0, 1)                 # (B*T, Dr)
-        y = labels[idx.to(device)].repeat_interleave(t)         # (B*T,)
-        return nn.functional.cross_entropy(head(x), y)
 
-    trainer.fit("recognizer", rec.head, feats.shape[0], trainer.cfg.recognizer_epochs, step, resume)
+def train_recognizer(trainer: _Trainer, inputs: Inputs, labels: Tensor, resume: dict | None) -> None:
+    """Stage 1: per-frame cross-entropy of the recognizer (head, or backbone + head on previews),
+    every frame carrying the video label."""
+    device = trainer.pipe.device
+    inputs, labels = _on(inputs, device), labels.to(device)
+
+    def step(module: nn.Module, idx: Tensor) -> Tensor:
+        idx = idx.to(device)
+        x = inputs[idx].to(device)                         # (B, T, Dr) features or (B, T, S, S, 3) uint8
+        y = labels[idx].repeat_interleave(x.shape[1])      # (B*T,)
+        return nn.functional.cross_entropy(module(x.flatten(0, 1)), y)
+
+    trainer.fit("recognizer", _RecognizerModule(trainer.pipe.recognizer), len(inputs),
+                trainer.cfg.recognizer_epochs, step, resume)
 
 
 @torch.no_grad()
-def teacher_pseudo_labels(pipe: Pipeline, rec_feats: Tensor, labels: Tensor, cfg: TrainConfig) -> Tensor:
-    """Stage 2: (N, T) frame targets from the frozen recognizer's ground-truth-class confidence."""
+def teacher_pseudo_labels(pipe: Pipeline, inputs: Inputs, labels: Tensor, cfg: TrainConfig) -> Tensor:
+    """Stage 2: (N, T) frame targets from the recognizer's ground-truth-class confidence (eval mode)."""
     pipe.recognizer.eval()
-    n, t, _ = rec_feats.shape
-    logits = pipe.recognizer.forward_head(rec_feats.to(pipe.device).flatten(0, 1))
-    probs = torch.softmax(logits.float(), -1).view(n, t, -1)                      # (N, T, C)
-    conf = teacher_confidences(probs, labels.to(pipe.device))                   # (N, T)
+    teacher, inputs, n = _RecognizerModule(pipe.recognizer), _on(inputs, pipe.device), len(inputs)
+    step = n if isinstance(inputs, Tensor) else cfg.batch_size  # features in one go, previews in batches
+    probs = []
+    for b in range(0, n, step):
+        x = inputs[torch.arange(b, min(n, b + step), device=pipe.device)].to(pipe.device)  # (B, T, ...)
+        logits = teacher(x.flatten(0, 1))                                # (B*T, C)
+        probs.append(torch.softmax(logits.float(), -1).view(x.shape[0], x.shape[1], -1))
+    conf = teacher_confidences(torch.cat(probs), labels.to(pipe.device))  # (N, T, C) -> (N, T)
     return make_pseudo_labels(conf, cfg.pseudo_rule, gamma=cfg.gamma, rho=cfg.rho, tau=cfg.tau).cpu()
 
 
-def train_sampler(trainer: _Trainer, feats: Tensor, labels: Tensor, pseudo: Tensor, resume: dict | None) -> None:
-    """Stage 3: frame BCE against pseudo labels + salient / non-salient video losses."""
+def train_sampler(trainer: _Trainer, inputs: Inputs, labels: Tensor, pseudo: Tensor, resume: dict | None) -> None:
+    """Stage 3: frame BCE against pseudo labels + salient / non-salient video losses
+    (heads on features, or backbone + heads on previews)."""
     cfg, device = trainer.cfg, trainer.pipe.device
-    feats, labels, pseudo = feats.to(device), labels.to(device), pseudo.to(device)
+    inputs, labels, pseudo = _on(inputs, device), labels.to(device), pseudo.to(device)
     criterion = NSNetLoss(cfg.alpha, cfg.beta, cfg.non_mode)
 
-    def step(heads_module: nn.Module, idx: Tensor) -> Tensor:
+    def step(module: nn.Module, idx: Tensor) -> Tensor:
         idx = idx.to(device)
-        heads = SamplerHeads(*heads_module(feats[idx]))
+        heads = SamplerHeads(*module(inputs[idx].to(device)))  # from (B, T, Ds) or (B, T, S, S, 3)
         return criterion(heads, pseudo[idx], labels[idx]).total
 
-    trainer.fit("sampler", _HeadsModule(trainer.pipe.sampler), feats.shape[0], cfg.sampler_epochs, step, resume)
+    trainer.fit("sampler", _SamplerModule(trainer.pipe.sampler), len(inputs), cfg.sampler_epochs, step, resume)
 
 
 # --------------------------------------------------------------------------- driver
@@ -263,17 +385,22 @@ def train(cfg: TrainConfig, info: dist_utils.DistInfo | None = None) -> TrainRes
     records, class_names = load_records(cfg.data, cfg.subset, video_root=cfg.video_root, max_videos=cfg.max_videos)
     torch.manual_seed(cfg.seed)  # heads start identically on every rank
     pipe = Pipeline.build(cfg.pipeline_config(class_names), device=device)
-    fs = build_feature_set(records, class_names, pipe, cfg.num_frames, cfg.cache_path, dist=info,
-                           progress=cfg.progress)
+    if cfg.finetune:  # both stages read the same previews; each network resizes them itself
+        rec_in, labels = load_previews(records, class_names, cfg, info)
+        sam_in = rec_in
+    else:
+        fs = build_feature_set(records, class_names, pipe, cfg.num_frames, cfg.cache_path, dist=info,
+                               progress=cfg.progress)
+        rec_in, sam_in, labels = fs.recognizer, fs.sampler, fs.labels
     trainer = _Trainer(cfg, pipe, info)
     resume = _load_resume(cfg, pipe)
     if cfg.recognizer_head == "linear" and not (resume and resume["stage"] == "sampler"):
-        train_recognizer(trainer, fs.recognizer, fs.labels, resume)
-    pseudo = teacher_pseudo_labels(pipe, fs.recognizer, fs.labels, cfg)
+        train_recognizer(trainer, rec_in, labels, resume)
+    pseudo = teacher_pseudo_labels(pipe, rec_in, labels, cfg)
     log.info("pseudo labels (%s): %.1f%% of frames salient", cfg.pseudo_rule, 100 * float(pseudo.mean()))
-    train_sampler(trainer, fs.sampler, fs.labels, pseudo, resume)
+    train_sampler(trainer, sam_in, labels, pseudo, resume)
     pipe.config.trained = True
-    return TrainResult(pipe, trainer.history, len(fs), time.perf_counter() - started)
+    return TrainResult(pipe, trainer.history, len(labels), time.perf_counter() - started)
 
 
 def run(cfg: TrainConfig) -> TrainResult:

@@ -54,11 +54,7 @@ def _timed(fn, device: torch.device) -> tuple[float, object]:
 @torch.inference_mode()
 def _dense_ms(pipe: Pipeline, frames) -> float:
     """Recognizer on all T previews, preprocessing included (what dense-T costs after decode)."""
-    def run():
-        with pipe._autocast():
-            x = pipe._prepare(torch.as_tensor(frames), pipe.recognizer.backbone, pipe.config.recognizer.input_size)
-            return pipe.recognizer(x.unsqueeze(0))
-    return _timed(run, pipe.device)[0]
+    return _timed(lambda: pipe.recognizer_probs(torch.as_tensor(frames)), pipe.device)[0]
 
 
 @torch.inference_mode()

@@ -61,7 +61,7 @@ class TrainConfig:
     data: str = ""                       # dataset folder or annotation file (see nsnet.data)
     video_root: str | None = None        # where the videos are, when not beside the annotations
     out: str = "runs/nsnet"              # checkpoint folder to write
-    cache_dir: str | None = None         # feature cache (default: <out>/../.nsnet-cache)
+    cache_dir: str | None = None         # feature cache (default: <data>/.nsnet-cache, shared with eval)
     subset: str = "training"
     max_videos: int | None = None
     # pipeline
@@ -125,7 +125,10 @@ class TrainConfig:
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir) if self.cache_dir else Path(self.out).resolve().parent / ".nsnet-cache"
+        """Feature / preview cache; by default beside the data, shared with ``eval``."""
+        from .features import default_cache_dir
+
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.data)
 
     @property
     def state_path(self) -> Path:

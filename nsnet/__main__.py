@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 COMMANDS = {
@@ -30,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"nsnet: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    # predict keeps stderr for its one-line error; the long-running commands narrate at INFO
+    default = "WARNING" if name == "predict" else "INFO"
+    logging.basicConfig(level=os.environ.get("NSNET_LOG_LEVEL", default).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
 

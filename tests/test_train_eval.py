@@ -147,8 +147,8 @@ def test_predict_bad_input_exits_2_with_one_line(trained, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "nsnet", "predict", str(bad), "--checkpoint", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "clip.mp4" in lines[0], proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "clip.mp4" in lines[0], proc.stderr
 
 
 def _free_port() -> int:

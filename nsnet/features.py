@@ -103,24 +103,24 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
         return {"sampler": s, "recognizer": r, "timestamps_s": torch.from_numpy(clip.timestamps_s)}
 
     failed: dict[str, str] = {}
-    mine = records[dist.rank::dist.world_size]
-    for record in tqdm(mine, desc="features", unit="video", disable=not (progress and dist.is_main)):
-        try:
-            cache.get_or_compute(_cache_key(record, pipe, num_frames, prints), lambda r=record: compute(r))
-        except (VideoError, OSError) as exc:
-            failed[record.video_id] = str(exc)
-    dist_utils.barrier(dist)
+    done: dict[str, dict[str, Tensor]] = {}
 
-    items, kept = [], []
-    for record in records:
-        if record.video_id in failed:
-            continue
+    def fetch(record) -> None:
         try:
-            items.append(cache.get_or_compute(_cache_key(record, pipe, num_frames, prints),
-                                              lambda r=record: compute(r)))
-            kept.append(record)
+            done[record.video_id] = cache.get_or_compute(_cache_key(record, pipe, num_frames, prints),
+                                                         lambda: compute(record))
         except (VideoError, OSError) as exc:
             failed[record.video_id] = str(exc)
+
+    for record in tqdm(records[dist.rank::dist.world_size], desc="features", unit="video",
+                       disable=not (progress and dist.is_main)):
+        fetch(record)
+    dist_utils.barrier(dist)
+    for record in records:  # other ranks' shares (read back from the cache)
+        if record.video_id not in done and record.video_id not in failed:
+            fetch(record)
+    kept = [r for r in records if r.video_id in done]
+    items = [done[r.video_id] for r in kept]
     if failed:
         first = next(iter(failed.items()))
         log.warning("skipped %d of %d videos that could not be read (first: %s: %s)",

@@ -12,7 +12,6 @@ channels-last tensors; on CPU it runs float32. Everything runs under
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -448,8 +447,3 @@ def _resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
         return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
     except Exception as exc:
         raise CheckpointError(f"could not fetch checkpoint {text!r} from the Hugging Face Hub: {exc}") from None
-
-
-def read_config(folder: str | os.PathLike) -> dict:
-    """The raw ``config.json`` of a checkpoint folder (for listings, without building models)."""
-    return json.loads((Path(folder) / CONFIG_NAME).read_text())

@@ -17,9 +17,16 @@ Conventions (everything this module returns follows them):
 
 Decoding cost: per gap between consecutive sample points the reader either decodes
 forward or seeks to the keyframe before the next point, whichever decodes fewer frames
-(known keyframe positions from the container index, else a guessed GOP). Only the
-returned frames are converted to RGB, and each is resized as soon as it is decoded, so a
-4K or 8K video never holds more than a few full-size frames (inside the decoder).
+(known keyframe positions from the container index, else a guessed GOP). When the index
+shows keyframes that split the sample points into runs no decoder would cross without
+seeking anyway, the runs are sampled in parallel, each by a single-threaded decoder on its
+own container (up to the thread budget; on few cores this beats frame threading), else one
+frame-threaded decoder samples them all. H.264/HEVC decoders drop non-reference frames
+while heading for a point that is still a safe margin away (``skip_frame="NONREF"``;
+reference frames decode exactly as usual), and decode every frame near it; if a frame
+near a point still did not come out, that stretch is decoded again without skipping. Only
+the returned frames are converted to RGB, and each is resized as soon as it is decoded, so
+a 4K or 8K video never holds more than a few full-size frames per decoder.
 
 Robustness: a container without a duration gets one demux-only pass over its packets;
 damaged packets/frames are skipped (a sample point whose frame is damaged shows the last
@@ -37,6 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -109,6 +117,10 @@ class DecodeTimeoutError(VideoError):
     """Decoding ran past the time budget."""
 
 
+class _Cancelled(VideoError):
+    """A parallel worker stopped because another one failed (never leaves this module)."""
+
+
 # ----------------------------------------------------------------------------- results
 
 
@@ -178,6 +190,11 @@ _MAX_PROBE_PACKETS = 300            # packets to try before declaring "no decoda
 _DECODER_MEMORY_BYTES = 256 << 20   # cap on (threads x full-size frame) for the default thread count
 _DEFAULT_GOP_FRAMES = 250           # x264's default keyframe interval, when the index says nothing
 _TIME_EPS = 1e-6
+_SEEK_OVERHEAD_FRAMES = 2           # a seek costs about this many frames, plus one per decoder thread
+_MIN_WORKER_FRAMES = 30             # a parallel worker must have about this many frames to decode
+_NONREF_CODECS = ("h264", "hevc")   # decoders whose skip_frame="NONREF" drops only frames nobody references
+_SKIP_MARGIN_FRAMES, _SKIP_MARGIN_S = 8, 0.3   # decode every frame shown this close before a sample point
+_THREAD_EXIT_WAIT_S = 0.25          # how long to wait for finished worker threads to leave the OS
 _RAW_DEMUXERS = ("h264", "hevc", "mpegvideo", "m4v", "rawvideo")   # elementary streams: no timestamps
 _MAGIC = (  # (offset, bytes, name) of containers we recognise even when FFmpeg cannot open them
     (4, b"ftyp", "MP4/MOV"), (4, b"moov", "MOV"), (4, b"mdat", "MOV"), (4, b"wide", "MOV"),
@@ -187,13 +204,23 @@ _MAGIC = (  # (offset, bytes, name) of containers we recognise even when FFmpeg 
 
 
 class _Deadline:
-    """Raise DecodeTimeoutError once `budget_s` seconds have passed since construction."""
+    """Raise DecodeTimeoutError once `budget_s` seconds have passed since construction.
+
+    Shared by the parallel workers of one call; ``cancel()`` makes every later ``check()``
+    raise ``_Cancelled`` (one worker failed: the others stop at their next packet).
+    """
 
     def __init__(self, path: str, budget_s: float | None):
         self.path, self.budget_s = path, budget_s
         self.end = None if budget_s is None else time.monotonic() + budget_s
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
     def check(self) -> None:
+        if self.cancelled:
+            raise _Cancelled(self.path, "stopped: another decoder failed")
         if self.end is not None and time.monotonic() > self.end:
             raise DecodeTimeoutError(
                 self.path, f"decoding took longer than the {self.budget_s:g} s time budget "
@@ -247,12 +274,17 @@ def _video_stream(path: str, container):
 
 
 def _thread_count(stream, threads: int | None) -> int:
+    """The thread budget: decoder threads of one decoder, or the number of parallel decoders."""
     if threads is not None:
         return max(1, int(threads))
+    return max(1, min(os.cpu_count() or 1, 8, _memory_cap(stream)))
+
+
+def _memory_cap(stream) -> int:
+    """How many full-size frames fit in _DECODER_MEMORY_BYTES (caps threads and parallel decoders)."""
     cc = stream.codec_context
     frame_bytes = max(1, (cc.width or 1) * (cc.height or 1) * 3 // 2)
-    by_memory = max(1, _DECODER_MEMORY_BYTES // frame_bytes)
-    return max(1, min(os.cpu_count() or 1, 8, by_memory))
+    return max(1, _DECODER_MEMORY_BYTES // frame_bytes)
 
 
 # ----------------------------------------------------------------------------- the open video
@@ -263,6 +295,7 @@ class _Video:
 
     Owns the container; ``close()`` (or leaving the ``with`` block) releases the file and
     the decoder threads, even when an exception (and its traceback) outlives the call.
+    ``sibling()`` opens another handle on the same file for a parallel worker.
     """
 
     def __init__(self, path: str, time_budget_s: float | None, threads: int | None):
@@ -272,27 +305,64 @@ class _Video:
         self.stream = None
         try:
             self.stream = _video_stream(path, self.container)
-            self.stream.codec_context.thread_type = "AUTO"
-            self.stream.codec_context.thread_count = _thread_count(self.stream, threads)
+            self.stream_index = self.stream.index
+            self.threads = _thread_count(self.stream, threads)
+            self._start(self.threads)
             self.time_base = self.stream.time_base or Fraction(1, 1000)
-            self.errors = 0           # packets that failed to decode + frames flagged corrupt
-            self._decoder = None      # generator of good frames from the current demux position
-            self._pending = []        # frames decoded ahead (by the probe)
-            self._error_limit = None  # stop decoding after this many errors (probing)
-            self.decoded = 0          # good frames out of the decoder (for the debug log / tests)
-            self.seeks = 0
             first = self._first_frame()
             self.has_pts = first.pts is not None
             self.origin_s = float(first.pts * self.time_base) if self.has_pts else 0.0
             self._pending.insert(0, first)
             self._dts_lag = self._index_lag(first)
-            self._count = 0           # frames yielded since the start (clock for streams without pts)
-            self._last_t = 0.0        # time of the last frame yielded
             _check_index_within_file(path, self.stream)
             self.info = self._make_info(first)
         except BaseException:
             self.close()
             raise
+
+    def _start(self, threads: int) -> None:
+        """Decoder threads and fresh counters for the just opened container."""
+        self.stream.codec_context.thread_type = "AUTO"
+        self.stream.codec_context.thread_count = threads
+        self.errors = 0           # packets that failed to decode + frames flagged corrupt
+        self._decoder = None      # generator of good frames from the current demux position
+        self._pending = []        # frames decoded ahead (by the probe)
+        self._error_limit = None  # stop decoding after this many errors (probing)
+        self.decoded = 0          # good frames out of the decoder (for the debug log / tests)
+        self.seeks = 0
+        self.workers = 1          # decoders that sampled (set by _sample; for the debug log / tests)
+        self.nonref = 0           # packets fed with skip_frame="NONREF" (for the debug log / tests)
+        self.skip_before = None   # feed packets shown before this time (s) with NONREF; None: never
+        self._skip_mode = "DEFAULT"
+        self._skipped = False     # some packet went in with NONREF since the last seek
+        self._fed: list[float] = []   # times of the packets fed since then (while skipping is on)
+        self._index_loaded = False
+        self._count = 0           # frames yielded since the start (clock for streams without pts)
+        self._last_t = 0.0        # time of the last frame yielded
+
+    def sibling(self, threads: int = 1) -> "_Video":
+        """Another handle on this file with its own container and decoder, for a parallel worker.
+
+        It takes this handle's findings (info, timing, index lag) and shares its time budget,
+        so nothing is probed again; it works even after this handle was closed. Its decoder
+        starts at the beginning of the file.
+        """
+        other = _Video.__new__(_Video)
+        other.path, other.deadline, other.threads = self.path, self.deadline, threads
+        other.info, other.time_base, other.origin_s = self.info, self.time_base, self.origin_s
+        other.has_pts, other._dts_lag, other.stream_index = self.has_pts, self._dts_lag, self.stream_index
+        other._decoder, other._pending = None, []
+        other.container = _open_container(self.path)
+        other.stream = None
+        try:
+            other.stream = _video_stream(self.path, other.container)
+            if other.stream.index != self.stream_index:
+                raise VideoError(self.path, "the file changed while it was being read")
+            other._start(threads)
+        except BaseException:
+            other.close()
+            raise
+        return other
 
     # -- lifecycle
     def close(self) -> None:
@@ -313,6 +383,8 @@ class _Video:
         """Good frames in presentation order from the current demux position (drains at the end)."""
         for packet in self.container.demux(self.stream):
             self.deadline.check()
+            if self.skip_before is not None or self._skip_mode != "DEFAULT":
+                self._choose_skip(packet)
             try:
                 frames = self.stream.decode(packet)
             except av.FFmpegError as err:
@@ -327,6 +399,40 @@ class _Video:
                 yield frame
             if self._error_limit is not None and self.errors >= self._error_limit:
                 return
+
+    def _choose_skip(self, packet) -> None:
+        """skip_frame for this packet: NONREF while it is shown before `skip_before`, else DEFAULT.
+
+        FFmpeg reads the setting per packet (frame threads too). While skipping is on, the
+        times of all fed packets are kept so that `missed` can tell a frame that never came out.
+        """
+        t = None if packet.pts is None else float(packet.pts * self.time_base) - self.origin_s
+        skip = t is not None and self.skip_before is not None and t < self.skip_before
+        mode = "NONREF" if skip else "DEFAULT"
+        if mode != self._skip_mode:
+            self.stream.codec_context.skip_frame = self._skip_mode = mode
+        if skip:
+            self.nonref += 1
+            self._skipped = True
+        if t is not None and self.skip_before is not None and packet.size:
+            self._fed.append(t)
+
+    def missed(self, lo: float, hi: float) -> bool:
+        """Whether frames were skipped since the last seek and a packet shown in (lo, hi) gave no frame.
+
+        The decoder returns frames in presentation order, so a fed packet shown strictly
+        between two consecutive frames is a frame that did not come out: skipped as
+        non-reference (or dropped or damaged, which skipping might have caused). Later
+        questions start at `hi` or later, so older times are forgotten.
+        """
+        missing = self._skipped and any(lo < t < hi for t in self._fed)
+        self._fed = [t for t in self._fed if t > hi]
+        return missing
+
+    @property
+    def can_skip_nonref(self) -> bool:
+        """Dropping non-reference frames is exact for this codec, and a seek can undo a wrong guess."""
+        return self.can_seek and self.info.codec in _NONREF_CODECS
 
     def frames(self) -> Iterator[tuple[object, float]]:
         """Yield ``(frame, t)``, t in seconds from the first frame; continues where the last call stopped."""
@@ -402,14 +508,16 @@ class _Video:
             log.debug("%s: seek to %.3f s failed (%s); decoding forward instead", self.path, t, err)
             return False
         self._decoder, self._pending = None, []
+        self._skipped, self._fed = False, []
         self.seeks += 1
         return True
 
     def load_index(self) -> None:
-        """Matroska reads its keyframe index (cues) lazily, on the first seek: trigger it."""
-        if (len(self.stream.index_entries) < 2 and self.can_seek
+        """Matroska reads its keyframe index (cues) lazily, on the first seek: trigger it (once)."""
+        if (not self._index_loaded and len(self.stream.index_entries) < 2 and self.can_seek
                 and self.container.format.name.startswith("matroska")):
             self.seek(0.0)
+        self._index_loaded = True
 
     # -- metadata
     def _make_info(self, first) -> VideoInfo:
@@ -528,31 +636,46 @@ class _Sampler:
     """Fill sorted sample points with the frame on screen at each, decoding as little as possible.
 
     Between consecutive points it either keeps decoding forward or seeks to the keyframe
-    before the next point, whichever decodes fewer frames.
+    before the next point, whichever decodes fewer frames. Where the codec allows, the
+    decoder drops non-reference frames until a safe margin before the next point; a point
+    whose neighbourhood nevertheless lost a frame is decoded again without skipping.
+
+    A parallel worker samples a run of the points: `position` is then the point before its
+    run (so it starts with a seek) and `seg_s` the segment length of the whole call.
     """
 
-    def __init__(self, video: _Video, targets: np.ndarray, out_size: tuple[int, int]):
+    def __init__(self, video: _Video, targets: np.ndarray, out_size: tuple[int, int], *,
+                 seg_s: float | None = None, position: float = 0.0):
         self.video, self.targets, self.out_size = video, targets, out_size
         n = len(targets)
         self.frames: list[np.ndarray | None] = [None] * n
         self.times = np.zeros(n, np.float64)
         self.i = 0                          # next sample point to fill
         self.fps = video.info.fps
-        self.seg_s = video.info.duration_s / n
-        self.seek_overhead = 2 + video.stream.codec_context.thread_count   # frames, incl. the thread pipeline
-        self.position = 0.0                 # time of the decoder's last frame (0: at the start)
+        self.seg_s = video.info.duration_s / n if seg_s is None else seg_s
+        self.seek_overhead = _SEEK_OVERHEAD_FRAMES + video.stream.codec_context.thread_count   # incl. the pipeline
+        self.position = position            # time of the decoder's last frame (0: at the start)
         self.last: tuple[object, float] | None = None   # last decoded (frame, t), across seeks
         self.eof_t: float | None = None     # time of the last frame when the stream ended early
+        self.skip = video.can_skip_nonref   # drop non-reference frames far from the next point
+        self.skip_margin = max(_SKIP_MARGIN_FRAMES / self.fps, _SKIP_MARGIN_S)
 
     def run(self) -> None:
         try:
             self.video.load_index()
+            self._aim()
             while self.i < len(self.targets) and self.eof_t is None:
                 target = float(self.targets[self.i])
                 seeked = self._should_seek(self.position, target) and self.video.seek(target)
                 self._decode_run(target if seeked else None)
         finally:
             self.last = None   # a decoded frame keeps the decoder's threads alive
+            self.video.skip_before = None
+
+    def _aim(self) -> None:
+        """Let the decoder skip non-reference frames shown more than skip_margin before the next point."""
+        more = self.skip and self.i < len(self.targets)
+        self.video.skip_before = float(self.targets[self.i]) - self.skip_margin if more else None
 
     def _should_seek(self, position: float, target: float) -> bool:
         if not self.video.can_seek or target <= position:
@@ -579,6 +702,9 @@ class _Sampler:
                     frames = self.video.frames()
                     continue
             filled = False
+            if (self.i < len(self.targets) and t > self.targets[self.i] + _TIME_EPS
+                    and self.video.missed(prev[1] if prev else -math.inf, t)):
+                return self._decode_again(float(self.targets[self.i]))
             while self.i < len(self.targets) and t > self.targets[self.i] + _TIME_EPS:
                 self._fill(*(prev or (frame, t)))
                 filled = True
@@ -588,7 +714,21 @@ class _Sampler:
                 return
         if seek_target is not None and self._seek_back(seek_target, seek_target):   # seek found nothing
             return self._decode_run(None)
+        if self.video.missed(self.last[1] if self.last else -math.inf, math.inf):   # the last frame skipped?
+            return self._decode_again(self.last[1] if self.last else float(self.targets[self.i]))
         self._end_of_stream()
+
+    def _decode_again(self, t: float) -> None:
+        """Stop skipping and decode again from the keyframe before t: a frame that did not come out may show there."""
+        log.debug("%s: a frame near %.3f s did not come out while skipping non-reference frames; "
+                  "decoding that stretch again without skipping", self.video.path, t)
+        self.skip = False
+        self._aim()
+        if self.video.seek(t):
+            return self._decode_run(t)
+        if self.video.seek(0.0):
+            return self._decode_run(None)
+        raise CorruptVideoError(self.video.path, f"cannot seek back to {t:.1f} s to decode it again")
 
     def _seek_back(self, target: float, landed: float) -> bool:
         """A seek for `target` landed at `landed` (too late, or past the data): seek further back."""
@@ -611,6 +751,158 @@ class _Sampler:
             self.frames[i] = _to_rgb(frame, self.video.info.rotation, self.out_size)
         self.times[i] = t
         self.i += 1
+        self._aim()
+
+
+def _split(video: _Video, targets: np.ndarray, workers: int) -> list[slice]:
+    """Cut the sorted sample points into up to `workers` runs for parallel decoders, else one run.
+
+    A run may start only at a point whose keyframe (container index) comes more than a
+    seek's worth of frames after the previous point: a single decoder would seek there
+    too, so separate decoders repeat no work. Cuts are placed to even out the frames each
+    run decodes; each run must have about _MIN_WORKER_FRAMES of them.
+    """
+    n = len(targets)
+    whole = [slice(0, n)]
+    if min(workers, n) < 2 or not video.can_seek:
+        return whole
+    video.load_index()
+    if len(video.stream.index_entries) < 2:
+        return whole
+    fps = video.info.fps
+    cost = np.zeros(n)          # frames decoded for each point: from its keyframe or the point before
+    cuts = []
+    for j, t in enumerate(targets.tolist()):
+        key = video.keyframe_before(t)
+        before = float(targets[j - 1]) if j else 0.0
+        cost[j] = max(t - max(key, before), 0.0) * fps + 1
+        if j and (key - before) * fps > _SEEK_OVERHEAD_FRAMES + 1:
+            cuts.append(j)
+    total = float(cost.sum())
+    workers = min(workers, n, len(cuts) + 1, int(total // _MIN_WORKER_FRAMES))
+    if workers < 2:
+        return whole
+    done = np.concatenate([[0.0], np.cumsum(cost)])   # done[j]: frames for the points before j
+    bounds = [0]
+    for k in range(1, workers):
+        options = [j for j in cuts if j > bounds[-1]]
+        if not options:
+            break
+        bounds.append(min(options, key=lambda j: abs(done[j] - total * k / workers)))
+    bounds.append(n)
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+class _Workers:
+    """Sample runs of consecutive points in parallel: one `_Sampler` per run, each in its own thread.
+
+    Each run gets a single-threaded decoder on its own container (a `sibling` of the
+    probed video). Same attributes as a `_Sampler` for `_check_coverage`. `run()` closes
+    the probed video first (so a huge video holds only the workers' decoders), closes every
+    worker's container on every path, and re-raises the failure of the earliest failing
+    run (a failing worker stops the others). `complete` is False when a run found the data
+    ending before its points (a run before the last, or one that got no frame at all).
+    """
+
+    def __init__(self, video: _Video, targets: np.ndarray, out_size: tuple[int, int], groups: list[slice]):
+        self.video, self.targets, self.out_size, self.groups = video, targets, out_size, groups
+        n = len(targets)
+        self.frames: list[np.ndarray | None] = [None] * n
+        self.times = np.zeros(n, np.float64)
+        self.seg_s = video.info.duration_s / n
+        self.eof_t: float | None = None
+        self.complete = True
+        self.totals = {"errors": 0, "decoded": 0, "seeks": 0, "nonref": 0}
+        self.results: list[_Sampler | None] = [None] * len(groups)
+        self.failures: list[BaseException | None] = [None] * len(groups)
+
+    def run(self) -> None:
+        self.video.close()
+        threads = [threading.Thread(target=self._work, args=(k,), name=f"nsnet-video-{k}", daemon=True)
+                   for k in range(len(self.groups))]
+        started = []
+        try:
+            for thread in threads:
+                thread.start()
+                started.append(thread)
+            for thread in started:
+                thread.join()
+        except BaseException:   # interrupted, or no thread to be had
+            self.video.deadline.cancel()
+            raise
+        finally:
+            for thread in started:
+                thread.join()
+            _wait_for_exit([thread.native_id for thread in started])
+        failures, self.failures = [err for err in self.failures if err is not None], []
+        if failures:
+            raise next((err for err in failures if not isinstance(err, _Cancelled)), failures[0])
+        self._merge(self.results)
+
+    def _work(self, k: int) -> None:
+        """Thread body: sample run k on a sibling decoder; a failure stops the other runs."""
+        group = self.groups[k]
+        try:
+            with self.video.sibling() as video:
+                before = float(self.targets[group.start - 1]) if group.start else 0.0
+                sampler = _Sampler(video, self.targets[group], self.out_size, seg_s=self.seg_s, position=before)
+                sampler.run()
+                self.results[k] = sampler
+        except BaseException as err:
+            self.failures[k] = err
+            self.video.deadline.cancel()   # the others stop at their next packet
+
+    def _merge(self, samplers: list[_Sampler]) -> None:
+        for k, (group, sampler) in enumerate(zip(self.groups, samplers)):
+            self.frames[group] = sampler.frames
+            self.times[group] = sampler.times
+            for name in self.totals:
+                self.totals[name] += getattr(sampler.video, name)
+            if sampler.eof_t is not None:
+                self.eof_t = sampler.eof_t
+                ended_early = k < len(self.groups) - 1 or any(f is None for f in sampler.frames)
+                self.complete = self.complete and not ended_early
+
+
+def _wait_for_exit(thread_ids: list[int]) -> None:
+    """Wait briefly until joined threads have left the OS too (``Thread.join`` returns a moment before).
+
+    A caller counting its threads right after ``read_clip`` must see none left (Linux; a no-op elsewhere).
+    """
+    end = time.monotonic() + _THREAD_EXIT_WAIT_S
+    for tid in thread_ids:
+        while os.path.exists(f"/proc/self/task/{tid}") and time.monotonic() < end:
+            time.sleep(0.0002)
+
+
+def _sample(video: _Video, targets: np.ndarray, out_size: tuple[int, int]) -> _Sampler | _Workers:
+    """Fill the sample points: parallel workers where `_split` finds runs, else one frame-threaded decoder.
+
+    Counters (errors, decoded, seeks, nonref) end up on `video`; `video.workers` says how
+    many decoders sampled.
+    """
+    groups = _split(video, targets, min(video.threads, _memory_cap(video.stream)))
+    video.workers = len(groups)
+    if len(groups) > 1:
+        log.debug("%s: sampling %d points with %d parallel decoders, runs starting at points %s",
+                  video.path, len(targets), len(groups), [g.start for g in groups])
+        workers = _Workers(video, targets, out_size, groups)
+        workers.run()
+        if workers.complete:
+            for name, value in workers.totals.items():
+                setattr(video, name, getattr(video, name) + value)
+            return workers
+        log.debug("%s: the data ends before a run's points; sampling again with one decoder", video.path)
+        video.workers = 1
+        with video.sibling(video.threads) as again:
+            sampler = _Sampler(again, targets, out_size)
+            sampler.run()
+            for name in workers.totals:
+                setattr(video, name, getattr(video, name) + getattr(again, name))
+        return sampler
+    sampler = _Sampler(video, targets, out_size)
+    sampler.run()
+    return sampler
 
 
 def _to_rgb(frame, rotation: int, out_size: tuple[int, int]) -> np.ndarray:
@@ -632,7 +924,7 @@ def _output_size(info: VideoInfo, size: int | None) -> tuple[int, int]:
     return (size, h) if info.width == short else (w, size)
 
 
-def _check_coverage(sampler: _Sampler, video: _Video) -> None:
+def _check_coverage(sampler: _Sampler | _Workers, video: _Video) -> None:
     """Raise when the decodable frames do not cover the sample points (truncated / too damaged)."""
     path, info = video.path, video.info
     n = len(sampler.targets)
@@ -688,7 +980,10 @@ def read_clip(
             up*; ``None`` keeps the display size.
         time_budget_s: wall-clock budget for the whole call (``None``: unlimited); past
             it, ``DecodeTimeoutError``.
-        threads: decoder threads; ``None`` picks ``min(cpus, 8)``, fewer for huge frames.
+        threads: thread budget; ``None`` picks ``min(cpus, 8)``, fewer for huge frames.
+            When the container index has keyframes that split the sample points into
+            runs, up to this many single-threaded decoders sample the runs in parallel
+            (each on its own open file); otherwise one decoder uses this many threads.
 
     Returns:
         ``Clip``: frames ``(T, H, W, 3)`` uint8 RGB 0..255 upright; ``timestamps_s``
@@ -707,11 +1002,11 @@ def read_clip(
     try:
         with _Video(path, time_budget_s, threads) as video:
             info = video.info
-            sampler = _Sampler(video, segment_centres(info.duration_s, num_frames), _output_size(info, size))
-            sampler.run()
+            sampler = _sample(video, segment_centres(info.duration_s, num_frames), _output_size(info, size))
             _check_coverage(sampler, video)
-            log.debug("%s: %d sample points; decoded %d frames with %d seek(s), %d damaged packets/frames",
-                      path, num_frames, video.decoded, video.seeks, video.errors)
+            log.debug("%s: %d sample points; decoded %d frames with %d seek(s), %d damaged packets/frames; "
+                      "%d decoder(s), %d packets fed with skip_frame=NONREF",
+                      path, num_frames, video.decoded, video.seeks, video.errors, video.workers, video.nonref)
     except VideoError as err:
         raise _detached(err) from err.__cause__
     return Clip(frames=np.stack(sampler.frames), timestamps_s=sampler.times.copy(), info=info,

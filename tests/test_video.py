@@ -5,11 +5,13 @@ blocks, so each test checks exactly which frames came back.
 """
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import logging
 import os
 import re
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -423,6 +425,198 @@ def test_video_info_is_frozen(tmp_path):
     with pytest.raises(Exception):
         info.fps = 1.0   # type: ignore[misc]
     assert V.__all__ and all(hasattr(V, name) for name in V.__all__)
+
+
+# ----------------------------------------------------------------------------- parallel decoders, skipped frames
+
+def _decoders(caplog) -> tuple[int, int]:
+    """(decoders that sampled, packets fed with skip_frame=NONREF) from the last read_clip debug line."""
+    found = re.findall(r"(\d+) decoder\(s\), (\d+) packets fed with skip_frame=NONREF", caplog.text)
+    assert found, "no read_clip debug line"
+    return int(found[-1][0]), int(found[-1][1])
+
+
+def _settled_resources() -> tuple[int, int]:
+    """resources() once the test's own PyAV objects (decoders with threads) are collected."""
+    gc.collect()
+    return resources()
+
+
+def _nonref_dropped(path) -> set[int]:
+    """Indices of the frames a decoder with skip_frame="NONREF" does not return (non-reference frames)."""
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        stream.codec_context.skip_frame = "NONREF"
+        kept = {frame_index(f.to_ndarray(format="rgb24")) for f in c.decode(stream)}
+    return set(range(max(kept) + 1)) - kept
+
+
+def _long_clip(path: Path, codec: str = "h264", n: int = 600) -> Path:
+    """20 s at 30 fps, a keyframe every 2 s, B-frames (lossy H.264: most of them non-reference)."""
+    options = {"qp": "12"} if codec == "h264" else None   # x264 uses no B-frames when lossless
+    return write_clip(path, n, 30.0, (64, 48), codec, gop=60, options=options)
+
+
+@pytest.mark.parametrize("ext,codec", [("mp4", "h264"), ("mkv", "h264"), ("mp4", "hevc")])
+def test_parallel_decoders_skipping_nonref_frames_match_a_full_decode(tmp_path, caplog, monkeypatch, ext, codec):
+    if not encoder_available(codec):
+        pytest.skip(f"this PyAV build cannot write {codec}")
+    n, t = 600, 16
+    path = _long_clip(tmp_path / f"long.{ext}", codec, n)
+    assert len(_nonref_dropped(path)) > n // 4
+    reference = decode_all(path)
+    assert sum(f.key_frame for f in reference) >= 5
+    probed_closed = []
+    sibling = V._Video.sibling
+
+    def spy(self, threads=1):
+        probed_closed.append(self.container is None)   # the probing decoder is gone before the workers open
+        return sibling(self, threads)
+
+    monkeypatch.setattr(V._Video, "sibling", spy)
+    read_clip(path, t, threads=2)   # warm up lazily created library state
+    before = _settled_resources()
+    clips = {}
+    for threads in (2, 1):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
+            clips[threads] = read_clip(path, t, size=None, threads=threads)
+        decoders, nonref = _decoders(caplog)
+        assert decoders == threads and nonref > 0, caplog.text   # both paths skip non-reference frames
+        assert resources() == before, "file handles or decoder threads left open"
+    assert probed_closed and all(probed_closed)
+    want = tsn(n, t)
+    for threads, clip in clips.items():
+        assert indices(clip) == want
+        np.testing.assert_array_equal(clip.timestamps_s, [float(reference[i].time) for i in want])
+        for k, i in enumerate(want):   # bit-identical to the frame a full decode shows at that instant
+            ref = reference[i].reformat(width=64, height=48, format="rgb24", interpolation="AREA").to_ndarray()
+            np.testing.assert_array_equal(clip.frames[k], ref, err_msg=f"threads={threads} sample {k} (frame {i})")
+
+
+def test_one_keyframe_keeps_one_frame_threaded_decoder(tmp_path, caplog):
+    n, t = 300, 16
+    path = write_clip(tmp_path / "one-gop.mp4", n, 30.0, (64, 48), gop=n,
+                      options={"qp": "12", "x264-params": "scenecut=0"})
+    reference = decode_all(path)
+    assert sum(f.key_frame for f in reference) == 1 and _nonref_dropped(path)
+    with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
+        clip = read_clip(path, t, size=None, threads=2)
+    decoders, nonref = _decoders(caplog)
+    assert decoders == 1 and nonref > 0
+    assert indices(clip) == tsn(n, t)
+    np.testing.assert_array_equal(clip.timestamps_s, [float(reference[i].time) for i in tsn(n, t)])
+
+
+def test_skipped_frame_on_screen_before_a_gap_is_decoded_again(tmp_path, caplog):
+    # Bursts of 30 frames at 30 fps, 3 s apart; x264 with 3 B-frames that are never references,
+    # so the frame on screen during some gaps is non-reference and shown long before the sample
+    # point: skipping drops it, and the reader must notice and decode that stretch again.
+    times = [3.0 * k + j / 30 for k in range(5) for j in range(30)]
+    path = write_clip(tmp_path / "gaps.mp4", len(times), 30.0, timestamps_s=times, gop=60,
+                      options={"qp": "12", "x264-params": "bframes=3:b-pyramid=none:b-adapt=0:scenecut=0"})
+    assert _nonref_dropped(path) & {30 * k + 29 for k in range(5)}   # a frame before a gap is non-reference
+    decoded_again = 0
+    for t in range(3, 12):
+        for threads in (1, 2):
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
+                clip = read_clip(path, t, size=None, threads=threads)
+            centres = segment_centres(clip.info.duration_s, t)
+            expected = [int(np.searchsorted(times, c + 1e-9, side="right")) - 1 for c in centres]   # frame on screen
+            assert indices(clip) == expected, (t, threads)
+            np.testing.assert_allclose(clip.timestamps_s, np.array(times)[expected], atol=1e-3)
+            decoded_again += "decoding that stretch again without skipping" in caplog.text
+    assert decoded_again > 0
+
+
+def test_damaged_long_clip_with_parallel_decoders(tmp_path, caplog):
+    gops = {"x264-params": "keyint=30:min-keyint=30:scenecut=0"}   # a keyframe every 30 frames exactly
+    clean = write_clip(tmp_path / "clean.mp4", 600, 30.0, (64, 48), options=gops)
+    path = _corrupt_packets(clean, tmp_path / "bad.mp4", 0.4, 0.45)   # frames 240..269 (one GOP) damaged
+    read_clip(clean, 16, threads=2)   # warm up lazily created library state
+    before = _settled_resources()
+    with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
+        clip = read_clip(path, 16, size=None, threads=2)
+    assert resources() == before
+    assert _decoders(caplog)[0] == 2 and "skipped" in caplog.text and "damaged packets/frames" in caplog.text
+    got = indices(clip)
+    assert got == [239 if 240 <= i < 270 else i for i in tsn(600, 16)]   # the last good frame before it
+    np.testing.assert_allclose(clip.timestamps_s, np.array(got) / 30, atol=1e-3)
+    assert indices(read_clip(path, 16, size=None, threads=1)) == got
+    mostly = _corrupt_packets(clean, tmp_path / "mostly.mp4", 0.2, 0.9)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="nsnet.video"), pytest.raises(CorruptVideoError, match="too damaged"):
+        read_clip(mostly, 16, threads=2)
+    assert "2 parallel decoders" in caplog.text
+    assert resources() == before
+
+
+def test_time_budget_stops_parallel_decoders(tmp_path, monkeypatch):
+    path = _long_clip(tmp_path / "long.mp4")
+    read_clip(path, 16, threads=2)   # warm up lazily created library state
+    opened = []
+    sibling = V._Video.sibling
+
+    def expiring(self, threads=1):
+        other = sibling(self, threads)
+        other.deadline.end = time.monotonic()   # the budget runs out as the workers start
+        opened.append(other)
+        return other
+
+    monkeypatch.setattr(V._Video, "sibling", expiring)
+    before = _settled_resources()
+    with pytest.raises(DecodeTimeoutError, match="longer than the 30 s time budget") as excinfo:
+        read_clip(path, 16, time_budget_s=30.0, threads=2)
+    assert str(excinfo.value).startswith(f"{path}: ") and "\n" not in str(excinfo.value)
+    assert len(opened) == 2 and all(v.container is None for v in opened)
+    assert resources() == before, "file handles or decoder threads left open"
+
+
+def test_a_failing_parallel_decoder_stops_the_others(tmp_path, monkeypatch):
+    path = _long_clip(tmp_path / "long.mp4")
+    read_clip(path, 16, threads=3)   # warm up lazily created library state
+    run, calls, outcomes = V._Sampler.run, [], []
+
+    def failing(self):
+        calls.append(self)
+        if len(calls) == 2:   # one worker fails ...
+            raise CorruptVideoError(self.video.path, "simulated failure")
+        end = time.monotonic() + 10
+        while not self.video.deadline.cancelled and time.monotonic() < end:
+            time.sleep(0.001)   # ... and the others start once it has
+        try:
+            run(self)
+        except Exception as err:
+            outcomes.append(type(err).__name__)
+            raise
+        outcomes.append("finished")
+
+    monkeypatch.setattr(V._Sampler, "run", failing)
+    before = _settled_resources()
+    with pytest.raises(CorruptVideoError, match="simulated failure") as excinfo:
+        read_clip(path, 16, threads=3)
+    assert type(excinfo.value) is CorruptVideoError and len(calls) == 3
+    assert outcomes == ["_Cancelled", "_Cancelled"]   # stopped at their first packet
+    assert resources() == before, "file handles or decoder threads left open"
+
+
+def test_data_ending_before_a_later_run_samples_again_with_one_decoder(tmp_path, caplog, monkeypatch):
+    path = _long_clip(tmp_path / "long.mp4")
+    merge = V._Workers._merge
+
+    def ended_early(self, samplers):
+        merge(self, samplers)
+        self.complete = False   # as if a run before the last had found the data ending
+
+    monkeypatch.setattr(V._Workers, "_merge", ended_early)
+    read_clip(path, 16, threads=2)   # warm up lazily created library state
+    before = _settled_resources()
+    with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
+        clip = read_clip(path, 16, size=None, threads=2)
+    assert "sampling again with one decoder" in caplog.text and _decoders(caplog)[0] == 1
+    assert indices(clip) == tsn(600, 16)
+    assert resources() == before
 
 
 # ----------------------------------------------------------------------------- benchmark CLI (tiny)

@@ -12,6 +12,7 @@ module-level state. The pipelines come from the read-only ``ModelStore``.
 import dataclasses
 import functools
 import html
+import json
 import logging
 import math
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import gradio as gr
+from gradio.components.plot import PlotData
 
 from nsnet.config import ConfigError, PipelineConfig
 from nsnet.pipeline import CheckpointError, PipelineResult
@@ -247,13 +249,19 @@ class Callbacks:
             raise gr.Error(f"K={k} is larger than the T={session.base.num_frames} previews of the last run; "
                            "press Run to decode more previews.", title="K too large")
         result = session.base.rerank(k, lam)
-        return self.render(dataclasses.replace(session, result=result), teacher, frame, reset_frame=False)
+        return self.render(dataclasses.replace(session, result=result), teacher, frame, reset_frame=False,
+                           previous=session.result)
 
-    def render(self, session: Session, teacher: bool, frame: Any, *, reset_frame: bool) -> tuple:
-        """All result outputs for a session (see ``OUTPUT_NAMES``)."""
+    def render(self, session: Session, teacher: bool, frame: Any, *, reset_frame: bool,
+               previous: Optional[PipelineResult] = None) -> tuple:
+        """All result outputs for a session (see ``OUTPUT_NAMES``).
+
+        With ``previous`` (the result the page shows now), outputs whose content would not
+        change are skipped, so the browser redraws only what moved.
+        """
         r = session.result
         images = session.frame_files or None
-        fig = plots.saliency_figure(r, segments=session.segments, teacher=bool(teacher))
+        fig = plot_value(plots.saliency_spec(r, segments=session.segments, teacher=bool(teacher)))
         frame_index = _clamp_frame(frame, r.num_frames)
         image, caption = views.frame_view(r, frame_index - 1, session.segments, images)
         csv_path, json_path = write_exports(r, session.export_dir, session.clip_name, session.segments)
@@ -264,14 +272,22 @@ class Callbacks:
             slider = gr.update(maximum=r.num_frames, value=frame_index, interactive=True)
         else:  # K / λ moved: the viewed frame is unchanged; its caption follows in a chained event
             slider, image, caption = gr.skip(), gr.skip(), gr.skip()  # (reading the slider then, not now)
+        def gallery_key(x: PipelineResult) -> tuple:  # which previews, with which captions
+            return tuple(sorted(int(i) for i in x.selected)), [c for _, c in views.gallery_items(x, range(x.num_frames))]
+
+        views_now = {"gallery": gallery_key, "labels": views.label_scores, "compare": views.comparison_rows,
+                     "cost": views.cost_markdown}
+        values = {name: view(r) for name, view in views_now.items()}
+        unchanged = {name for name, view in views_now.items() if previous is not None and view(previous) == values[name]}
+        values["gallery"] = views.gallery_items(r, images)
         return (
             views.summary_markdown(r, session.clip_name, session.model_name, cached=session.cached,
                                    segments=session.segments),
             fig,
-            gr.update(value=views.gallery_items(r, images), columns=min(max(r.k, 2), 8)),
-            views.label_scores(r),
-            gr.update(value=views.comparison_rows(r), headers=views.COMPARISON_HEADERS),
-            views.cost_markdown(r),
+            gr.skip() if "gallery" in unchanged else gr.update(value=values["gallery"], columns=min(max(r.k, 2), 8)),
+            gr.skip() if "labels" in unchanged else values["labels"],
+            gr.skip() if "compare" in unchanged else gr.update(value=values["compare"], headers=views.COMPARISON_HEADERS),
+            gr.skip() if "cost" in unchanged else values["cost"],
             slider,
             image,
             caption,
@@ -283,7 +299,7 @@ class Callbacks:
     def redraw_plot(self, session, teacher):
         if not isinstance(session, Session):
             return gr.skip()
-        return plots.saliency_figure(session.result, segments=session.segments, teacher=bool(teacher))
+        return plot_value(plots.saliency_spec(session.result, segments=session.segments, teacher=bool(teacher)))
 
     def show_frame(self, session, frame):
         if not isinstance(session, Session):
@@ -330,6 +346,11 @@ class Callbacks:
 
 OUTPUT_NAMES = ("summary", "plot", "gallery", "labels", "compare", "cost", "frame_slider", "frame_image",
                 "frame_caption", "csv_file", "json_file", "session")
+
+
+def plot_value(spec: dict) -> PlotData:
+    """A figure dict from ``app.plots`` as ``gr.Plot`` sends it (skips building a ``go.Figure``)."""
+    return PlotData(type="plotly", plot=json.dumps(spec, allow_nan=False, separators=(",", ":")))
 
 
 def _clamp_frame(frame: Any, t: int) -> int:

@@ -243,7 +243,7 @@ class ResultCache:
 
 
 def warmup(pipe: Pipeline, num_frames: int | None = None) -> float:
-    """Run the pipeline once on blank frames (kernel init, GFLOPs count, plotly validators).
+    """Run the pipeline once on blank frames (kernel init, GFLOPs count, the chart's code path).
 
     Returns the seconds it took. The first real request then pays only for its own work.
     """
@@ -251,12 +251,12 @@ def warmup(pipe: Pipeline, num_frames: int | None = None) -> float:
 
     import numpy as np
 
-    from .plots import saliency_figure
+    from .plots import saliency_spec
 
     start = time.perf_counter()
     t = num_frames or pipe.config.num_frames
     size = pipe.config.recognizer.input_size
     frames = np.zeros((t, size, size, 3), dtype=np.uint8)
     result = pipe(frames, min(pipe.config.k, t), pipe.config.lam, dense=True)
-    saliency_figure(result, teacher=True).to_json()
+    saliency_spec(result, teacher=True)
     return time.perf_counter() - start

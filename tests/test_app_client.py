@@ -185,7 +185,7 @@ def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, mon
     named = dict(zip(OUTPUT_NAMES, out))
     session = named["session"]
     assert isinstance(session, Session) and session.clip_name == "clip.mp4"
-    assert "T=8, K=3" in named["summary"] and len(named["plot"].data) >= 4
+    assert "T=8, K=3" in named["summary"] and len(json.loads(named["plot"].plot)["data"]) >= 4
     assert len(named["gallery"]["value"]) == K and len(named["labels"]) == 5
     assert [row[0] for row in named["compare"]["value"]] == ["NSNet-3", "Uniform-3", "Random-3", "Dense-8"]
     assert Path(named["csv_file"]).read_text().count("\n") == T + 1
@@ -200,7 +200,7 @@ def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, mon
     monkeypatch.setattr(pipe.recognizer, "forward", boom)
     out2 = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 5, 0.0, True, 2)))
     assert "K=5, λ=0.00" in out2["summary"] and len(out2["gallery"]["value"]) == 5
-    assert any((t.name or "").startswith("teacher") for t in out2["plot"].data)
+    assert any(t["name"].startswith("teacher") for t in json.loads(out2["plot"].plot)["data"])
     assert out2["compare"]["value"][0][0] == "NSNet-5"
     assert out2["frame_image"] == gr.skip() and out2["frame_slider"] == gr.skip()  # image unchanged
     assert "selected, rank" in callbacks.show_caption(out2["session"], int(session.result.selected[0]) + 1)
@@ -210,6 +210,39 @@ def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, mon
     assert callbacks.rerank(None, 2, 0.5, False, 1)[0] is not None  # no session yet: skipped, no error
     image, caption = callbacks.show_frame(out2["session"], 4)
     assert image == session.frame_files[3] and "Frame 4 of 8" in caption
+
+
+def test_rerank_sends_only_what_changed(callbacks, tmp_path):
+    """A K/λ move re-sends the chart and headline always, the rest only when it would look different."""
+    from app.callbacks import OUTPUT_NAMES, Session
+    from app.views import gallery_items
+    from test_app_views import fake_result
+
+    base = fake_result(t=16, k=4, lam=0.5, frames=False)
+    files = tuple(str(tmp_path / f"frame_{i:03d}.jpg") for i in range(16))
+    session = Session(base=base, result=base, clip_name="clip.mp4", model_name="m", export_dir=str(tmp_path),
+                      frame_files=files)
+    same = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 4, 0.5, False, 1)))  # nothing moved
+    for name in ("gallery", "labels", "compare", "cost"):
+        assert same[name] == gr.skip(), name
+    assert "K=4, λ=0.50" in same["summary"] and json.loads(same["plot"].plot)["data"]
+    assert Path(same["csv_file"]).is_file() and same["session"].result.k == 4
+
+    # λ moves but the same frames stay selected: new scores in the gallery captions, same prediction
+    lams = [lam / 20 for lam in range(21) if lam != 10
+            and sorted(base.rerank(4, lam / 20).selected) == sorted(base.selected)
+            and gallery_items(base.rerank(4, lam / 20), files) != gallery_items(base, files)]
+    assert lams, "no λ keeps the selection but changes the scores of this result"
+    moved = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 4, lams[0], False, 1)))
+    assert moved["gallery"] != gr.skip() and moved["labels"] == gr.skip() and moved["compare"] == gr.skip()
+    assert moved["cost"] == gr.skip() and f"λ={lams[0]:.2f}" in moved["summary"]
+
+    # K moves: everything that depends on the selection is re-sent, and matches a fresh render
+    grown = dict(zip(OUTPUT_NAMES, callbacks.rerank(moved["session"], 5, lams[0], False, 1)))
+    fresh = dict(zip(OUTPUT_NAMES, callbacks.render(grown["session"], False, 1, reset_frame=False)))
+    for name in ("gallery", "labels", "compare", "cost", "summary"):
+        assert grown[name] != gr.skip() and grown[name] == fresh[name], name
+    assert json.loads(grown["plot"].plot) == json.loads(fresh["plot"].plot)
 
 
 def test_example_results_cached_lazily_with_ground_truth(callbacks, settings, tmp_path, monkeypatch):
@@ -226,7 +259,8 @@ def test_example_results_cached_lazily_with_ground_truth(callbacks, settings, tm
     assert len(calls) == 1  # second run served from the cache, re-ranked to K=2, λ=0.8
     assert "example cache" in second[0] and "K=2, λ=0.80" in second[0]
     assert "ground-truth" in first[0]
-    assert [s for s in second[1].layout.shapes if s.type == "rect"]  # the 0.5-1.0 s segment is shaded
+    shapes = json.loads(second[1].plot)["layout"]["shapes"]
+    assert [(s["x0"], s["x1"]) for s in shapes if s["type"] == "rect"] == [(0.5, 1.0)]  # ground truth shaded
     callbacks.run(str(upload), T + 2, K, 0.5, None, None, False, 1, None, progress=no_progress)
     assert len(calls) == 2  # another T is another entry
 

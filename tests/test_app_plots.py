@@ -98,3 +98,24 @@ def test_empty_figure_placeholder():
 
     fig = empty_figure("hello")
     assert fig.layout.annotations[0].text == "hello" and not fig.data
+
+
+def test_spec_is_plain_json_and_a_valid_plotly_figure():
+    """What the explorer sends (the dict) is strict JSON and exactly what go.Figure validates."""
+    from app.plots import empty_spec, saliency_figure, saliency_spec
+    from app.views import Segment
+
+    r = fake_result(k=5)
+    segments = [Segment(10, 20, "jump")]
+    spec = saliency_spec(r, segments=segments, teacher=True)
+    text = json.dumps(spec, allow_nan=False)  # no numpy types, no NaN
+    assert json.loads(text) == spec
+    fig = go.Figure(spec)  # raises on any property Plotly does not know
+    assert [t.name for t in fig.data] == [t["name"] for t in spec["data"]]
+    assert np.allclose(_trace(fig, "fused").y, r.fused)
+    assert saliency_figure(r, segments=segments, teacher=True).to_dict()["data"] == fig.to_dict()["data"]
+    go.Figure(empty_spec("x"))
+
+    broken = type(r)(**{**r.__dict__, "attention": np.where(np.arange(16) == 3, np.nan, r.attention)})
+    attention = [t for t in saliency_spec(broken)["data"] if t["name"].startswith("attention")][0]
+    assert attention["y"][3] is None and json.dumps(saliency_spec(broken), allow_nan=False)

@@ -272,22 +272,20 @@ class Callbacks:
             slider = gr.update(maximum=r.num_frames, value=frame_index, interactive=True)
         else:  # K / λ moved: the viewed frame is unchanged; its caption follows in a chained event
             slider, image, caption = gr.skip(), gr.skip(), gr.skip()  # (reading the slider then, not now)
-        def gallery_key(x: PipelineResult) -> tuple:  # which previews, with which captions
-            return tuple(sorted(int(i) for i in x.selected)), [c for _, c in views.gallery_items(x, range(x.num_frames))]
 
-        views_now = {"gallery": gallery_key, "labels": views.label_scores, "compare": views.comparison_rows,
-                     "cost": views.cost_markdown}
-        values = {name: view(r) for name, view in views_now.items()}
-        unchanged = {name for name, view in views_now.items() if previous is not None and view(previous) == values[name]}
-        values["gallery"] = views.gallery_items(r, images)
+        def changed(view: Callable[[PipelineResult], Any]) -> bool:
+            return previous is None or view(previous) != view(r)
+
         return (
             views.summary_markdown(r, session.clip_name, session.model_name, cached=session.cached,
                                    segments=session.segments),
             fig,
-            gr.skip() if "gallery" in unchanged else gr.update(value=values["gallery"], columns=min(max(r.k, 2), 8)),
-            gr.skip() if "labels" in unchanged else values["labels"],
-            gr.skip() if "compare" in unchanged else gr.update(value=values["compare"], headers=views.COMPARISON_HEADERS),
-            gr.skip() if "cost" in unchanged else values["cost"],
+            gr.update(value=views.gallery_items(r, images), columns=min(max(r.k, 2), 8))
+            if changed(_gallery_key) else gr.skip(),
+            views.label_scores(r) if changed(views.label_scores) else gr.skip(),
+            gr.update(value=views.comparison_rows(r), headers=views.COMPARISON_HEADERS)
+            if changed(views.comparison_rows) else gr.skip(),
+            views.cost_markdown(r) if changed(views.cost_markdown) else gr.skip(),
             slider,
             image,
             caption,
@@ -346,6 +344,11 @@ class Callbacks:
 
 OUTPUT_NAMES = ("summary", "plot", "gallery", "labels", "compare", "cost", "frame_slider", "frame_image",
                 "frame_caption", "csv_file", "json_file", "session")
+
+
+def _gallery_key(result: PipelineResult) -> tuple:
+    """What the gallery shows of a result: which previews, with which captions."""
+    return tuple(sorted(int(i) for i in result.selected)), [c for _, c in views.gallery_items(result, range(result.num_frames))]
 
 
 def plot_value(spec: dict) -> PlotData:

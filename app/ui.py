@@ -173,8 +173,7 @@ def build_demo(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings |
             return run_outputs(*user_errors(cb.rerank)(*args))
 
         run_inputs = [clip, t_slider, k_slider, lam_slider, checkpoint, hub_id, teacher, frame_slider, session]
-        # The progress bar (decode, sampler, recognizer) shows on the chart only: one animated overlay
-        # instead of twelve, which leaves the CPU to the decoder on small machines.
+        # The progress bar (decode, sampler, recognizer) is drawn over the chart only, not over all twelve outputs.
         run_kw = dict(fn=run, inputs=run_inputs, outputs=outputs, concurrency_limit=settings.concurrency,
                       concurrency_id="inference", api_visibility="undocumented", show_progress_on=[plot])
         run_btn.click(api_name="run", **run_kw)

@@ -9,12 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-try:  # Hugging Face ZeroGPU: `spaces` wants to be imported before torch touches CUDA
-    import spaces  # type: ignore[import-not-found]  # noqa: F401
-except ImportError:
-    pass
-
-import app  # noqa: F401  (sets the offline-friendly Gradio environment defaults first)
+from app.runtime import configure_environment, import_spaces
 from app.settings import AppSettings, parse_settings
 
 log = logging.getLogger("app")
@@ -22,9 +17,14 @@ log = logging.getLogger("app")
 
 def create_demo(settings: AppSettings):
     """Load the models once, find the example clips and build the Blocks (no launch)."""
+    configure_environment()
+    # Imported only now, after configure_environment(): Gradio brings in huggingface_hub,
+    # which reads HF_HUB_DISABLE_TELEMETRY once, when it is first imported.
+    from app.demo import build_demo
     from app.models import ModelStore, load_default, load_examples, scan_checkpoints, warmup
-    from app.ui import build_demo
 
+    if settings.zero_gpu:
+        import_spaces()  # ZeroGPU: `spaces` wants to be imported before torch initialises CUDA
     pipe, option = load_default(settings.checkpoint, settings.device)
     store = ModelStore(pipe, option, scan_checkpoints(settings.models_dir), device=settings.device,
                        allow_hub=settings.allow_hub)
@@ -36,13 +36,13 @@ def create_demo(settings: AppSettings):
 
 
 def main(argv: list[str] | None = None) -> int:
+    configure_environment()  # offline defaults first: no analytics, no telemetry unless the host opts in
     settings, args = parse_settings(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    from app.ui import launch_kwargs
+    from app.demo import launch_kwargs  # after configure_environment(), as in create_demo
 
-    demo = create_demo(settings)
-    demo.launch(**launch_kwargs(settings))
+    create_demo(settings).launch(**launch_kwargs(settings))
     return 0
 
 

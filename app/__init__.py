@@ -1,15 +1,15 @@
 """The NSNet saliency explorer: a Gradio UI on top of the ``nsnet`` library.
 
-* ``app.ui.build_demo(pipeline_or_store, settings) -> gr.Blocks``: layout and event wiring.
-* ``app.callbacks``: thin callbacks (validate -> call nsnet -> hand results to views).
+* ``app.demo.build_demo(pipeline_or_store, settings) -> gr.Blocks``: layout + events, queue set.
+* ``app.ui``: the layout, every component by name (``Layout``); no events.
+* ``app.wiring``: the events: which callback, which inputs, which named outputs.
+* ``app.callbacks``: thin callbacks (validate -> call nsnet -> views), returning ``{name: value}``.
 * ``app.plots`` / ``app.views`` / ``app.exports``: pure functions of a ``PipelineResult``.
 * ``app.models``: the read-only pipelines (loaded once) and the lazy example cache.
+* ``app.runtime``: explicit process set-up (offline environment defaults, ``spaces``) and
+  how inference runs (in process, or under ``spaces.GPU``).
 * ``app.settings``: flags and environment variables.
 
-``nsnet`` never imports this package. ``python app.py`` (repo root) serves it.
+Importing this package has no side effects. ``nsnet`` never imports it. ``python app.py``
+(repo root) serves it.
 """
-import os
-
-# The explorer works offline: no telemetry or version checks unless the host opts in.
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

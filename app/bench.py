@@ -3,7 +3,7 @@
 Measures, on a generated 60-s 720p H.264 clip (cached under ``--cache-dir``):
 
 1. *run*: from the Run callback's start to all outputs ready (decode, sampler,
-   recognizer, dense pass, chart JSON, gallery, tables, exports), in process; and, when
+   recognizer, dense pass, chart JSON, gallery, tables), in process; and, when
    ``/usr/bin/chromium`` exists, from clicking Run in a real browser to the full result
    on the page (chart drawn, every gallery and viewer image loaded, labels and comparison
    table filled, one more animation frame), timed inside the page; the clip is uploaded
@@ -29,8 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import app  # noqa: F401  (offline Gradio defaults)
 from nsnet.benchmarks.decode import make_clip
+
+from .runtime import configure_environment
+from .settings import AppSettings
 
 log = logging.getLogger("app.bench")
 
@@ -99,16 +101,13 @@ def _stats(xs: list[float]) -> dict:
 
 
 def bench_in_process(cb, clip: Path, t: int, k: int, lam: float, runs: int) -> dict:
-    from .callbacks import Session
-
     run_times, session = [], None
     stages = []
     for _ in range(runs):
         start = time.perf_counter()
         out = cb.run(str(clip), t, k, lam, None, None, False, 1, session, progress=lambda *a, **kw: None)
         run_times.append(time.perf_counter() - start)
-        session = out[-1]
-        assert isinstance(session, Session)
+        session = out["session"]
         stages.append(dict(session.base.timings_ms, dense_recognizer=session.base.dense_recognizer_ms))
     rerank_times = []
     for i in range(20):
@@ -120,13 +119,12 @@ def bench_in_process(cb, clip: Path, t: int, k: int, lam: float, runs: int) -> d
     return {"run": _stats(run_times), "run_stage_ms_median": med, "rerank": _stats(rerank_times)}
 
 
-def bench_browser(demo, settings, clip: Path, runs: int, k_new: int) -> dict:
-    from playwright.sync_api import sync_playwright
-
-    from .ui import launch_kwargs
+def bench_browser(demo, launch_kw: dict, clip: Path, runs: int, k_new: int) -> dict:
+    """``launch_kw``: ``app.demo.launch_kwargs(settings)``; the port is chosen here."""
+    from playwright.sync_api import sync_playwright  # optional: only for the browser numbers
 
     port = _free_port()
-    demo.launch(**launch_kwargs(settings, server_port=port), prevent_thread_lock=True, quiet=True)
+    demo.launch(**dict(launch_kw, server_port=port), prevent_thread_lock=True, quiet=True)
     url = f"http://127.0.0.1:{port}/"
     run_times, k_times, lam_times = [], [], []
     try:
@@ -171,12 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    configure_environment()
+    # Imported only now, after configure_environment() (Gradio brings in huggingface_hub,
+    # which reads HF_HUB_DISABLE_TELEMETRY when first imported), and so --help stays quick.
     import torch
 
     from .callbacks import AppContext, Callbacks
+    from .demo import build_demo, launch_kwargs
     from .models import ModelStore, load_default, warmup
-    from .settings import AppSettings
-    from .ui import build_demo
 
     # the same generated 60-s 1280x720 30-fps H.264 clip as `python -m nsnet bench pipeline`
     clip = args.clip or make_clip(args.cache_dir, "bench", 1280, 720, minutes=1.0)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_browser:
         if Path(CHROMIUM).exists():
             demo = build_demo(store, settings, examples=[])
-            report["browser"] = bench_browser(demo, settings, clip, args.runs, k_new=min(k + 1, t - 1))
+            report["browser"] = bench_browser(demo, launch_kwargs(settings), clip, args.runs, k_new=min(k + 1, t - 1))
         else:
             report["browser"] = f"skipped: {CHROMIUM} not found"
     text = json.dumps(report, indent=2)

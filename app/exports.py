@@ -1,5 +1,8 @@
 """Export a result as a per-frame CSV and as the ``predict --json`` object.
 
+The explorer writes an export only when the user asks to download it (``write_csv`` /
+``write_json`` from the download buttons' click callbacks), never on a run or a K/λ move.
+
 Files are written atomically: each goes to a hidden temporary file in the target
 folder and is then renamed over the final name (``os.replace``), so a reader never sees
 a partial file. (No fsync: these are short-lived downloads, not data to survive a crash.)
@@ -15,11 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from nsnet.pipeline import PipelineResult
+from PIL import Image
+
+from nsnet.inference import PipelineResult
 
 from .views import PER_FRAME_HEADERS, Segment, per_frame_rows
 
-__all__ = ["atomic_write_text", "write_frame_images", "per_frame_csv", "public_dict", "result_json", "export_stem", "write_exports"]
+__all__ = ["atomic_write_text", "write_frame_images", "per_frame_csv", "public_dict", "result_json", "export_stem",
+           "write_csv", "write_json", "write_exports"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -67,25 +73,34 @@ def export_stem(clip_name: str, result: PipelineResult) -> str:
     return f"{base[:60]}_T{result.num_frames}_K{result.k}_lam{result.lam:.2f}"
 
 
-def write_exports(result: PipelineResult, out_dir: str | os.PathLike, clip_name: str,
-                  segments: Sequence[Segment] = ()) -> tuple[Path, Path]:
-    """Write ``<stem>.csv`` and ``<stem>.json`` into ``out_dir``; returns both paths."""
+def write_csv(result: PipelineResult, out_dir: str | os.PathLike, clip_name: str,
+              segments: Sequence[Segment] = ()) -> Path:
+    """Write the per-frame table as ``<stem>.csv`` into ``out_dir``; returns its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = export_stem(clip_name, result)
-    csv_path = atomic_write_text(out_dir / f"{stem}.csv", per_frame_csv(result, segments))
-    json_path = atomic_write_text(out_dir / f"{stem}.json", result_json(result, Path(clip_name).name))
-    return csv_path, json_path
+    return atomic_write_text(out_dir / f"{export_stem(clip_name, result)}.csv", per_frame_csv(result, segments))
+
+
+def write_json(result: PipelineResult, out_dir: str | os.PathLike, clip_name: str) -> Path:
+    """Write the ``predict --json`` object as ``<stem>.json`` into ``out_dir``; returns its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(out_dir / f"{export_stem(clip_name, result)}.json",
+                             result_json(result, Path(clip_name).name))
+
+
+def write_exports(result: PipelineResult, out_dir: str | os.PathLike, clip_name: str,
+                  segments: Sequence[Segment] = ()) -> tuple[Path, Path]:
+    """Write both exports (``write_csv`` and ``write_json``); returns both paths."""
+    return write_csv(result, out_dir, clip_name, segments), write_json(result, out_dir, clip_name)
 
 
 def write_frame_images(frames, out_dir: str | os.PathLike, quality: int = 90) -> list[str]:
     """Encode the (T, H, W, 3) uint8 previews once as JPEG files (atomically); returns their paths.
 
-    The gallery and the frame viewer then hand Gradio file paths, so moving K or λ does
-    not re-encode images.
+    The explorer does this once per run: the gallery and the frame viewer then hand
+    Gradio file paths, so moving K or λ neither re-encodes nor writes images.
     """
-    from PIL import Image
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -4,37 +4,41 @@
   checkpoints (each loaded once, on first use, then kept; bounded). Pipelines are only
   ever read by callbacks.
 * ``ExampleClip`` / ``load_examples``: the bundled example clips and their ground-truth
-  segments (ActivityNet-style ``annotations.json``).
-* ``ResultCache``: the lazily filled cache of example results, keyed by
-  (checkpoint, example, T). It holds immutable ``PipelineResult`` objects and is the one
-  deliberate piece of shared mutable state (bounded, behind a lock); it is owned by the
-  app instance, not a module global.
+  segments (an ActivityNet-style ``annotations.json``, read by ``nsnet.data.formats``).
+* ``ResultCache``: the lazily filled cache of example runs, keyed by
+  (checkpoint, example, T). It holds immutable ``CachedRun`` values (the decoded previews
+  and the dense result) and is the one deliberate piece of shared mutable state (bounded,
+  behind a lock); it is owned by the app instance, not a module global.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import torch
 
 from nsnet.config import PipelineConfig
-from nsnet.pipeline import DEFAULT_CHECKPOINT, CheckpointError, Pipeline, PipelineResult
+from nsnet.data.formats import read_activitynet
+from nsnet.data.records import VIDEO_EXTENSIONS, DatasetError, VideoRecord
+from nsnet.inference import CheckpointError, Pipeline, PipelineResult
+from nsnet.inference.checkpoint import is_checkpoint
 
+from .plots import saliency_spec
+from .settings import BUNDLED_CHECKPOINT
 from .views import Segment
 
-__all__ = ["CheckpointOption", "ModelStore", "ExampleClip", "load_examples", "ResultCache",
-           "untrained_pipeline", "load_default", "scan_checkpoints", "VIDEO_EXTENSIONS", "file_sha256", "match_example",
-           "warmup"]
+__all__ = ["CheckpointOption", "ModelStore", "ExampleClip", "load_examples", "CachedRun", "ResultCache",
+           "untrained_pipeline", "load_default", "scan_checkpoints", "file_sha256", "match_example", "warmup"]
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif")
 UNTRAINED_CLASSES = 10
 
 
@@ -52,19 +56,15 @@ def untrained_pipeline(device: str = "auto", num_classes: int = UNTRAINED_CLASSE
         return Pipeline.build(config, device=device)
 
 
-def _is_checkpoint(folder: Path) -> bool:
-    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
-
-
 def load_default(checkpoint: str | None, device: str = "auto") -> tuple[Pipeline, CheckpointOption]:
     """The pipeline served by default: ``checkpoint``, else the bundled demo, else untrained."""
     if checkpoint:
         pipe = Pipeline.from_pretrained(checkpoint, device=device)
         return pipe, CheckpointOption(_folder_label(Path(checkpoint), checkpoint), str(checkpoint))
-    if _is_checkpoint(DEFAULT_CHECKPOINT):
-        pipe = Pipeline.from_pretrained(DEFAULT_CHECKPOINT, device=device)
-        return pipe, CheckpointOption("Bundled demo model", str(DEFAULT_CHECKPOINT))
-    log.warning("no demo checkpoint at %s: serving an UNTRAINED pipeline", DEFAULT_CHECKPOINT)
+    if is_checkpoint(BUNDLED_CHECKPOINT):
+        pipe = Pipeline.from_pretrained(BUNDLED_CHECKPOINT, device=device)
+        return pipe, CheckpointOption("Bundled demo model", str(BUNDLED_CHECKPOINT))
+    log.warning("no demo checkpoint at %s: serving an UNTRAINED pipeline", BUNDLED_CHECKPOINT)
     return untrained_pipeline(device), CheckpointOption("Untrained (no demo model)", "")
 
 
@@ -73,14 +73,14 @@ def _folder_label(folder: Path, fallback: str) -> str:
 
 
 def scan_checkpoints(models_dir: Path | None, max_depth: int = 3) -> list[CheckpointOption]:
-    """Checkpoint folders (``config.json`` + ``model.safetensors``) under ``models_dir``."""
+    """Checkpoint folders (``nsnet.inference.checkpoint.is_checkpoint``) under ``models_dir``."""
     if models_dir is None or not models_dir.is_dir():
         return []
     found: list[CheckpointOption] = []
     root = models_dir.resolve()
 
     def walk(folder: Path, depth: int) -> None:
-        if _is_checkpoint(folder):
+        if is_checkpoint(folder):
             rel = folder.relative_to(root)
             found.append(CheckpointOption(f"{models_dir.name}/{rel}" if str(rel) != "." else models_dir.name,
                                           str(folder)))
@@ -163,40 +163,41 @@ class ExampleClip:
     label: str | None = None          # ground-truth class from annotations.json, if any
 
 
-def _read_annotations(path: Path) -> dict[str, tuple[list[Segment], str | None]]:
-    """ActivityNet v1.3 layout: ``database.{id}.annotations[{segment: [s, e], label}]``."""
+def _annotated_segments(record: VideoRecord) -> tuple[Segment, ...]:
+    return tuple(Segment(float(start), float(end), record.label or "") for start, end in record.segments or ())
+
+
+def read_example_annotations(ann_file: Path, folder: Path) -> dict[str, VideoRecord]:
+    """The records of an ActivityNet-style ``annotations.json`` by video id ({} if unreadable).
+
+    ``nsnet.data.formats.read_activitynet`` does the parsing (malformed entries are
+    counted, logged and skipped; without a ``classes.txt`` the classes are its labels).
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("ignoring %s: %s", path, exc)
+        records, _ = read_activitynet(ann_file, video_root=folder)
+    except DatasetError as exc:
+        log.warning("ignoring the example annotations: %s", exc)
         return {}
-    out = {}
-    for vid, entry in (data.get("database") or {}).items():
-        segs, labels = [], []
-        for ann in entry.get("annotations") or []:
-            try:
-                s, e = (float(v) for v in ann["segment"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            segs.append(Segment(min(s, e), max(s, e), str(ann.get("label", ""))))
-            labels.append(str(ann.get("label", "")))
-        out[str(vid)] = (segs, labels[0] if labels else None)
-    return out
+    return {r.video_id: r for r in records}
 
 
 def load_examples(folder: Path | None, limit: int = 24) -> list[ExampleClip]:
-    """Example clips in ``folder`` (sorted by name) with their annotations when present."""
+    """Example clips in ``folder`` (sorted by name) with their annotations when present.
+
+    A clip ``walk.mp4`` or ``v_walk.mp4`` takes the annotation of id ``walk`` or ``v_walk``.
+    """
     if folder is None or not folder.is_dir():
         return []
-    annotations = {}
+    annotations: dict[str, VideoRecord] = {}
     if (folder / "annotations.json").is_file():
-        annotations = _read_annotations(folder / "annotations.json")
+        annotations = read_example_annotations(folder / "annotations.json", folder)
     clips = []
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
         stem = path.stem
-        segs, label = annotations.get(stem) or annotations.get(stem.removeprefix("v_")) \
-            or annotations.get(f"v_{stem}") or ([], None)
-        clips.append(ExampleClip(stem, path.resolve(), path.stat().st_size, file_sha256(path), tuple(segs), label))
+        record = annotations.get(stem) or annotations.get(stem.removeprefix("v_")) or annotations.get(f"v_{stem}")
+        segments = _annotated_segments(record) if record else ()
+        label = record.label if record else None
+        clips.append(ExampleClip(stem, path.resolve(), path.stat().st_size, file_sha256(path), segments, label))
         if len(clips) >= limit:
             break
     return clips
@@ -215,24 +216,32 @@ def match_example(path: str | Path, examples: Iterable[ExampleClip]) -> ExampleC
     return next((e for e in candidates if e.sha256 == digest), None)
 
 
+@dataclass(frozen=True)
+class CachedRun:
+    """One example's dense run: the decoded previews (T, H, W, 3) uint8 and the result."""
+
+    frames: np.ndarray
+    result: PipelineResult
+
+
 class ResultCache:
-    """Bounded LRU of dense example results: (checkpoint source, example sha256, T) -> result."""
+    """Bounded LRU of dense example runs: (checkpoint source, example sha256, T) -> ``CachedRun``."""
 
     def __init__(self, max_items: int = 32) -> None:
-        self._items: OrderedDict[tuple, PipelineResult] = OrderedDict()
+        self._items: OrderedDict[tuple, CachedRun] = OrderedDict()
         self._max = max_items
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> PipelineResult | None:
+    def get(self, key: tuple) -> CachedRun | None:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
             return None
 
-    def put(self, key: tuple, result: PipelineResult) -> None:
+    def put(self, key: tuple, run: CachedRun) -> None:
         with self._lock:
-            self._items[key] = result
+            self._items[key] = run
             self._items.move_to_end(key)
             while len(self._items) > self._max:
                 self._items.popitem(last=False)
@@ -247,12 +256,6 @@ def warmup(pipe: Pipeline, num_frames: int | None = None) -> float:
 
     Returns the seconds it took. The first real request then pays only for its own work.
     """
-    import time
-
-    import numpy as np
-
-    from .plots import saliency_spec
-
     start = time.perf_counter()
     t = num_frames or pipe.config.num_frames
     size = pipe.config.recognizer.input_size

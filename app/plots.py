@@ -20,7 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from nsnet.pipeline import PipelineResult
+from nsnet.inference import PipelineResult
+from nsnet.inference.methods import teacher_curve
 
 from .views import Segment, fmt_time, frame_times, selection_ranks
 
@@ -107,7 +108,7 @@ def saliency_spec(result: PipelineResult, *, segments: Sequence[Segment] = (), t
                       "g=%{y:.3f}<extra>attention</extra>"))
     if teacher and result.frame_probs is not None:
         top = result.labels[0]["label"] if result.labels else "?"
-        data.append(curve(result.teacher_curve(), f"teacher: P({top})", COLORS["teacher"], 1.6, 4,
+        data.append(curve(teacher_curve(result), f"teacher: P({top})", COLORS["teacher"], 1.6, 4,
                           "teacher=%{y:.3f}<extra>teacher</extra>", dash="dash"))
     data.append(curve(result.fused, f"fused s<sub>t</sub> (λ={result.lam:.2f})", COLORS["fused"], 3, 6,
                       "%{customdata}<br>s=%{y:.3f}<extra>fused</extra>"))

@@ -14,6 +14,7 @@
 | --max-queue       | NSNET_MAX_QUEUE                  | 32 (waiting requests)        |
 | --max-frames      | NSNET_MAX_FRAMES                 | 64 (largest T a user may ask for) |
 | --allow-hub       | NSNET_ALLOW_HUB (1/true)         | off, on when SPACE_ID is set |
+| (none)            | SPACES_ZERO_GPU (1/true)         | off: inference runs in process; on Hugging Face ZeroGPU it runs under ``spaces.GPU`` |
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["AppSettings", "parse_settings", "REPO_ROOT"]
+__all__ = ["AppSettings", "parse_settings", "REPO_ROOT", "BUNDLED_CHECKPOINT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_CHECKPOINT = REPO_ROOT / "assets" / "demo-model"  # served when no --checkpoint is given
 
 
 def _env_bool(value: str | None) -> bool | None:
@@ -48,6 +50,7 @@ class AppSettings:
     max_queue: int = 32
     max_frames: int = 64
     allow_hub: bool = False
+    zero_gpu: bool = False                 # Hugging Face ZeroGPU hardware (SPACES_ZERO_GPU)
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -122,6 +125,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             max_queue=pick(args.max_queue, "NSNET_MAX_QUEUE", int, d.max_queue),
             max_frames=pick(args.max_frames, "NSNET_MAX_FRAMES", int, d.max_frames),
             allow_hub=bool(allow_hub),
+            zero_gpu=bool(_env_bool(env.get("SPACES_ZERO_GPU"))),
         )
     except ValueError as exc:
         raise SystemExit(f"app.py: {exc}") from None

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from nsnet.pipeline import PipelineResult
+from nsnet.inference import PipelineResult
+from nsnet.inference.methods import compare, teacher_curve
 
 __all__ = [
     "Segment", "selection_ranks", "fmt_time", "fmt_ms", "gallery_items", "frame_caption", "frame_view", "label_scores",
@@ -63,20 +64,20 @@ def fmt_ms(ms: float) -> str:
     return f"{ms:,.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
-def gallery_items(result: PipelineResult, images: Sequence[Any] | None = None) -> list[tuple[Any, str]]:
+def gallery_items(result: PipelineResult, images: Sequence[Any] | None) -> list[tuple[Any, str]]:
     """The selected frames in time order, each captioned with rank, time and fused score.
 
-    ``images`` (one per preview, e.g. file paths) replaces ``result.frames`` when given.
+    ``images`` has one picture per preview (the decoded frames, or their file paths);
+    without them there is nothing to show.
     """
-    if images is None and result.frames is None:
+    if images is None:
         return []
-    pictures = result.frames if images is None else images
     ranks = selection_ranks(result)
     times = frame_times(result)
     items = []
     for i in sorted(ranks):
         caption = f"#{ranks[i]} · {fmt_time(times[i])} · s={result.fused[i]:.2f}"
-        items.append((pictures[i], caption))
+        items.append((images[i], caption))
     return items
 
 
@@ -90,8 +91,7 @@ def frame_caption(result: PipelineResult, index: int, segments: Sequence[Segment
              f"fused s={result.fused[i]:.2f}", f"frame p={result.frame_scores[i]:.2f}",
              f"attention g={result.attention[i]:.2f}"]
     if result.frame_probs is not None:
-        top = int(np.argmax(result.probs))
-        parts.append(f"teacher {result.frame_probs[i, top]:.2f}")
+        parts.append(f"teacher {teacher_curve(result)[i]:.2f}")
     parts.append(f"**selected, rank {ranks[i]}**" if i in ranks else "not selected")
     if segments:
         inside = in_segments(times[i:i + 1], segments)[0]
@@ -101,9 +101,9 @@ def frame_caption(result: PipelineResult, index: int, segments: Sequence[Segment
 
 def frame_view(result: PipelineResult, index: int, segments: Sequence[Segment] = (),
                images: Sequence[Any] | None = None) -> tuple[Any, str]:
-    """One preview frame (``images[i]`` if given, else the array) and its caption."""
+    """One preview frame (``images[i]``, or ``None`` without images) and its caption."""
     i = int(min(max(int(index), 0), result.num_frames - 1))
-    image = images[i] if images is not None else (None if result.frames is None else result.frames[i])
+    image = None if images is None else images[i]
     return image, frame_caption(result, i, segments)
 
 
@@ -120,7 +120,7 @@ def comparison_rows(result: PipelineResult, seed: int = 0) -> list[list[Any]]:
     names = {"NSNet": f"NSNet-{result.k}", "uniform": f"Uniform-{result.k}", "random": f"Random-{result.k}",
              "dense": f"Dense-{result.num_frames}"}
     rows = []
-    for row in result.compare(seed=seed):
+    for row in compare(result, seed=seed):
         frames = row["frames"]
         shown = ", ".join(str(i + 1) for i in frames) if len(frames) <= 8 else f"all {len(frames)}"
         rows.append([names.get(row["method"], row["method"]), shown, row["label"],
@@ -201,7 +201,7 @@ PER_FRAME_HEADERS = ["frame", "time_s", "frame_score", "attention", "fused", "se
 def per_frame_rows(result: PipelineResult, segments: Sequence[Segment] = ()) -> list[list[Any]]:
     """One row per preview frame (the CSV export). Empty cells where a value is unknown."""
     ranks = selection_ranks(result)
-    teacher = result.teacher_curve() if result.frame_probs is not None else None
+    teacher = teacher_curve(result) if result.frame_probs is not None else None
     gt = in_segments(frame_times(result), segments) if segments else None
     rows = []
     for i in range(result.num_frames):

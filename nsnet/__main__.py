@@ -1,43 +1,7 @@
-"""``python -m nsnet <command> ...``: dispatch to each command's ``main(argv)``.
-
-Commands are imported lazily so ``predict --help`` does not pay for training code.
-"""
-from __future__ import annotations
-
-import importlib
-import logging
-import os
+"""``python -m nsnet <command> ...``: the same as the ``nsnet`` console script."""
 import sys
 
-COMMANDS = {
-    "predict": ("nsnet.predict", "score a video: saliency curves, selected frames, labels"),
-    "make-synthetic": ("nsnet.data.synthetic", "generate the untrimmed-video benchmark"),
-    "train": ("nsnet.train", "train the recognizer, pseudo labels and the sampler"),
-    "eval": ("nsnet.evaluate", "evaluate NSNet against the baselines"),
-    "ablate": ("nsnet.ablate", "measure the open design choices (pseudo labels, attention, L_non, lam)"),
-    "bench": ("nsnet.bench", "measure decode / sampler / recognizer cost"),
-    "demo-model": ("nsnet.demo", "rebuild the bundled demo checkpoint and example clips"),
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        lines = ["usage: python -m nsnet <command> [options]", "", "commands:"]
-        lines += [f"  {name:<15} {help_}" for name, (_, help_) in COMMANDS.items()]
-        print("\n".join(lines))
-        return 0 if argv else 2
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"nsnet: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
-        return 2
-    # predict keeps stderr for its one-line error; the long-running commands narrate at INFO
-    default = "WARNING" if name == "predict" else "INFO"
-    logging.basicConfig(level=os.environ.get("NSNET_LOG_LEVEL", default).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
-
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -27,16 +27,30 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    from app.settings import AppSettings
-    from app.ui import build_demo, launch_kwargs
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser")
 
-    work = tmp_path_factory.mktemp("browser")
+
+@pytest.fixture(scope="module")
+def app_url(work):
+    from app.demo import build_demo, launch_kwargs
+    from app.settings import AppSettings
+
     settings = AppSettings(port=free_port(), examples_dir=make_examples(work / "examples"), max_upload_mb=5)
     demo = build_demo(tiny_pipeline(), settings, export_root=work / "exports")
     demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{settings.port}/"
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def export_root(work) -> Path:
+    """Where the app of ``app_url`` writes its per-session files (preview JPEGs, downloads)."""
+    return work / "exports"
+
+
+def export_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".json")) if root.is_dir() else []
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +61,7 @@ def browser():
         b.close()
 
 
-def test_upload_run_and_explore(app_url, browser, tmp_path):
+def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     clip = write_clip(tmp_path / "street.mp4", num_frames=40, fps=10, size=(160, 96))
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     console, foreign = [], []
@@ -80,15 +94,28 @@ def test_upload_run_and_explore(app_url, browser, tmp_path):
     page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('K=5')",
                            timeout=15_000)
     page.wait_for_function("() => document.querySelectorAll('#selected-gallery img').length === 5", timeout=15_000)
+    assert export_files(export_root) == []  # runs and K/λ moves write no export file
 
-    # exports follow the current K and λ
+    # exports are written on click, for the current K and λ
     with page.expect_download() as download:
         page.click("#download-csv")
     assert download.value.suggested_filename == "street_T8_K5_lam0.50.csv"
     assert len(Path(download.value.path()).read_text().splitlines()) == 8 + 1
+    assert [p.name for p in export_files(export_root)] == ["street_T8_K5_lam0.50.csv"]
     with page.expect_download() as download:
         page.click("#download-json")
     assert json.loads(Path(download.value.path()).read_text())["selected"].__len__() == 5
+
+    # after another move, the next click downloads the new K and λ (never the file of the last click)
+    lam_input = page.locator("#lam-slider input[type=number]").first
+    lam_input.fill("0.3")
+    lam_input.press("Enter")
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('λ=0.30')", timeout=15_000)
+    assert sorted(p.name for p in export_files(export_root)) == ["street_T8_K5_lam0.50.csv",
+                                                                  "street_T8_K5_lam0.50.json"]
+    with page.expect_download() as download:
+        page.click("#download-csv")
+    assert download.value.suggested_filename == "street_T8_K5_lam0.30.csv"
 
     # any preview frame: the slider and the gallery thumbnails
     frame_input = page.locator("#frame-slider input[type=number]").first

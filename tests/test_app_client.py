@@ -29,7 +29,7 @@ KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected
 
 def tiny_pipeline():
     from nsnet.config import PipelineConfig, RecognizerConfig, SamplerConfig
-    from nsnet.pipeline import Pipeline
+    from nsnet.inference import Pipeline
 
     import torch
 
@@ -81,7 +81,7 @@ def settings(workdir):
 
 @pytest.fixture(scope="module")
 def server(pipe, settings, workdir):
-    from app.ui import build_demo, launch_kwargs
+    from app.demo import build_demo, launch_kwargs
 
     demo = build_demo(pipe, settings, export_root=workdir / "exports")
     demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
@@ -177,92 +177,182 @@ def no_progress(*args, **kwargs):
     return None
 
 
-def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, monkeypatch):
-    from app.callbacks import OUTPUT_NAMES, Session
+def export_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".json"))
 
-    out = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
-    assert len(out) == len(OUTPUT_NAMES)
-    named = dict(zip(OUTPUT_NAMES, out))
+
+def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, monkeypatch):
+    from app.callbacks import RESULT_OUTPUTS, Session
+
+    named = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    assert set(named) == set(RESULT_OUTPUTS)  # a run sends every result output
     session = named["session"]
     assert isinstance(session, Session) and session.clip_name == "clip.mp4"
+    assert session.frames.shape[0] == T and session.frames.dtype == np.uint8  # the previews, kept with the result
     assert "T=8, K=3" in named["summary"] and len(json.loads(named["plot"].plot)["data"]) >= 4
     assert len(named["gallery"]["value"]) == K and len(named["labels"]) == 5
     assert [row[0] for row in named["compare"]["value"]] == ["NSNet-3", "Uniform-3", "Random-3", "Dense-8"]
-    assert Path(named["csv_file"]).read_text().count("\n") == T + 1
-    assert json.loads(Path(named["json_file"]).read_text())["video"]["path"] == "clip.mp4"
+    assert named["csv_button"]["interactive"] and named["json_button"]["interactive"]  # downloads enabled
     assert len(session.frame_files) == T and all(Path(p).is_file() for p in session.frame_files)
+    assert export_files(Path(session.export_dir)) == []  # no export is written until it is downloaded
 
     def boom(*args, **kwargs):
         raise AssertionError("re-ranking must not decode or run a network")
 
     monkeypatch.setattr("nsnet.video.read_clip", boom)
+    monkeypatch.setattr("nsnet.inference.pipeline.read_clip", boom)
+    monkeypatch.setattr(pipe, "read", boom)
     monkeypatch.setattr(pipe.sampler, "forward", boom)
     monkeypatch.setattr(pipe.recognizer, "forward", boom)
-    out2 = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 5, 0.0, True, 2)))
+    out2 = callbacks.rerank(session, 5, 0.0, True, 2)
     assert "K=5, λ=0.00" in out2["summary"] and len(out2["gallery"]["value"]) == 5
     assert any(t["name"].startswith("teacher") for t in json.loads(out2["plot"].plot)["data"])
     assert out2["compare"]["value"][0][0] == "NSNet-5"
-    assert out2["frame_image"] == gr.skip() and out2["frame_slider"] == gr.skip()  # image unchanged
-    assert "selected, rank" in callbacks.show_caption(out2["session"], int(session.result.selected[0]) + 1)
-    assert "K5_lam0.00" in Path(out2["csv_file"]).name
+    assert not {"frame_image", "frame_slider", "csv_button", "json_button"} & set(out2)  # unchanged: not re-sent
+    assert "selected, rank" in callbacks.show_caption(out2["session"], int(session.result.selected[0]) + 1)[
+        "frame_caption"]
     with pytest.raises(gr.Error, match="larger than the T=8"):
         callbacks.rerank(session, 9, 0.5, False, 1)
-    assert callbacks.rerank(None, 2, 0.5, False, 1)[0] is not None  # no session yet: skipped, no error
-    image, caption = callbacks.show_frame(out2["session"], 4)
-    assert image == session.frame_files[3] and "Frame 4 of 8" in caption
+    assert callbacks.rerank(None, 2, 0.5, False, 1) == {}  # no session yet: nothing sent, no error
+    shown = callbacks.show_frame(out2["session"], 4)
+    assert shown["frame_image"] == session.frame_files[3] and "Frame 4 of 8" in shown["frame_caption"]
+
+
+def test_downloads_written_on_click_only(callbacks, clip):
+    """A K/λ move writes no file; each download button writes its file, for the K and λ on the page."""
+    from app.exports import public_dict
+
+    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
+    folder = Path(session.export_dir)
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    for k, lam in ((5, 0.0), (2, 0.35), (4, 1.0)):
+        session = callbacks.rerank(session, k, lam, False, 1)["session"]
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == before  # nothing written, nothing removed
+
+    csv_path = Path(callbacks.download_csv(session)["csv_file"])
+    assert csv_path.parent == folder and csv_path.name == "clip_T8_K4_lam1.00.csv"
+    rows = csv_path.read_text().splitlines()
+    assert len(rows) == T + 1 and sum(int(r.split(",")[5]) for r in rows[1:]) == 4  # K=4 selected
+    assert export_files(folder) == [csv_path]
+    json_path = Path(callbacks.download_json(session)["json_file"])
+    data = json.loads(json_path.read_text())
+    assert json_path.name == "clip_T8_K4_lam1.00.json" and data["video"]["path"] == "clip.mp4"
+    assert len(data["selected"]) == 4 and data == json.loads(json.dumps(public_dict(session.result, "clip.mp4")))
+
+    session = callbacks.rerank(session, 2, 0.5, False, 1)["session"]
+    assert export_files(folder) == [csv_path, json_path]  # the move wrote nothing
+    newer = Path(callbacks.download_csv(session)["csv_file"])
+    assert newer.name == "clip_T8_K2_lam0.50.csv" and export_files(folder) == [newer, json_path]  # old CSV gone
+    with pytest.raises(gr.Error, match="Run a clip first"):
+        callbacks.download_csv(None)
+
+
+def test_outputs_are_wired_by_name(pipe, settings, tmp_path):
+    """Every output a callback names is a layout field; events write the components of those names."""
+    import dataclasses
+
+    from app.callbacks import RESULT_OUTPUTS, AppContext, Callbacks
+    from app.demo import build_demo
+    from app.models import CheckpointOption, ModelStore
+    from app.ui import Layout, build_layout
+    from app.wiring import wire
+
+    fields = {f.name for f in dataclasses.fields(Layout)}
+    assert set(RESULT_OUTPUTS) <= fields
+    store = ModelStore(pipe, CheckpointOption("tiny", ""))
+    with gr.Blocks():
+        layout = build_layout(store, settings, [])
+        wire(layout, Callbacks(AppContext(store=store, settings=settings, export_root=tmp_path)), settings)
+    assert layout.by_name({"plot": 1, "summary": "x"}) == {layout.plot: 1, layout.summary: "x"}
+    assert layout.by_name({}) == gr.skip()
+    with pytest.raises(ValueError, match="no output component named 'sumary'"):
+        layout.by_name({"sumary": "typo"})
+
+    demo = build_demo(pipe, settings, examples=[], export_root=tmp_path)
+    by_id = {block._id: block for block in demo.blocks.values()}
+
+    def events(elem_id: str) -> list:
+        ids = {i for i, b in by_id.items() if getattr(b, "elem_id", None) == elem_id}
+        return [fn for fn in demo.fns.values() if any(target in ids for target, _ in fn.targets)]
+
+    for slider in ("k-slider", "lam-slider"):  # a K/λ move: the re-rank, never a download
+        (rerank,) = [fn for fn in events(slider) if fn.name == "rerank"]
+        assert not {getattr(o, "elem_id", None) for o in rerank.outputs} & {"csv-file", "json-file"}
+        assert not rerank.queue
+    for button, holder in (("download-csv", "csv-file"), ("download-json", "json-file")):
+        (click,) = events(button)
+        assert [o.elem_id for o in click.outputs] == [holder]
+    (run,) = events("run-button")
+    assert [o.elem_id for o in run.show_progress_on] == ["saliency-plot"]  # the progress overlay: the chart only
 
 
 def test_rerank_sends_only_what_changed(callbacks, tmp_path):
     """A K/λ move re-sends the chart and headline always, the rest only when it would look different."""
-    from app.callbacks import OUTPUT_NAMES, Session
+    from app.callbacks import Session
     from app.views import gallery_items
-    from test_app_views import fake_result
+    from nsnet.inference.methods import rerank
+    from test_app_views import fake_frames, fake_result
 
-    base = fake_result(t=16, k=4, lam=0.5, frames=False)
+    base = fake_result(t=16, k=4, lam=0.5)
     files = tuple(str(tmp_path / f"frame_{i:03d}.jpg") for i in range(16))
-    session = Session(base=base, result=base, clip_name="clip.mp4", model_name="m", export_dir=str(tmp_path),
-                      frame_files=files)
-    same = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 4, 0.5, False, 1)))  # nothing moved
+    session = Session(base=base, result=base, clip_name="clip.mp4", model_name="m", frames=fake_frames(),
+                      export_dir=str(tmp_path), frame_files=files)
+    same = callbacks.rerank(session, 4, 0.5, False, 1)  # nothing moved
     for name in ("gallery", "labels", "compare", "cost"):
-        assert same[name] == gr.skip(), name
+        assert name not in same, name
     assert "K=4, λ=0.50" in same["summary"] and json.loads(same["plot"].plot)["data"]
-    assert Path(same["csv_file"]).is_file() and same["session"].result.k == 4
+    assert same["session"].result.k == 4
 
     # λ moves but the same frames stay selected: new scores in the gallery captions, same prediction
     lams = [lam / 20 for lam in range(21) if lam != 10
-            and sorted(base.rerank(4, lam / 20).selected) == sorted(base.selected)
-            and gallery_items(base.rerank(4, lam / 20), files) != gallery_items(base, files)]
+            and sorted(rerank(base, 4, lam / 20).selected) == sorted(base.selected)
+            and gallery_items(rerank(base, 4, lam / 20), files) != gallery_items(base, files)]
     assert lams, "no λ keeps the selection but changes the scores of this result"
-    moved = dict(zip(OUTPUT_NAMES, callbacks.rerank(session, 4, lams[0], False, 1)))
-    assert moved["gallery"] != gr.skip() and moved["labels"] == gr.skip() and moved["compare"] == gr.skip()
-    assert moved["cost"] == gr.skip() and f"λ={lams[0]:.2f}" in moved["summary"]
+    moved = callbacks.rerank(session, 4, lams[0], False, 1)
+    assert "gallery" in moved and not {"labels", "compare", "cost"} & set(moved)
+    assert f"λ={lams[0]:.2f}" in moved["summary"]
 
     # K moves: everything that depends on the selection is re-sent, and matches a fresh render
-    grown = dict(zip(OUTPUT_NAMES, callbacks.rerank(moved["session"], 5, lams[0], False, 1)))
-    fresh = dict(zip(OUTPUT_NAMES, callbacks.render(grown["session"], False, 1, reset_frame=False)))
+    grown = callbacks.rerank(moved["session"], 5, lams[0], False, 1)
+    fresh = callbacks.render(grown["session"], False, 1, reset_frame=False)
     for name in ("gallery", "labels", "compare", "cost", "summary"):
-        assert grown[name] != gr.skip() and grown[name] == fresh[name], name
+        assert name in grown and grown[name] == fresh[name], name
     assert json.loads(grown["plot"].plot) == json.loads(fresh["plot"].plot)
 
 
-def test_example_results_cached_lazily_with_ground_truth(callbacks, settings, tmp_path, monkeypatch):
-    import app.callbacks as cbmod
+def test_example_results_cached_lazily_with_ground_truth(pipe, settings, tmp_path):
+    from app.callbacks import AppContext, Callbacks
+    from app.models import CheckpointOption, ModelStore, load_examples
+    from app.runtime import Runner, analyze_file
 
     calls = []
-    real_infer = cbmod.infer
-    monkeypatch.setattr(cbmod, "infer", lambda *a, **kw: calls.append(1) or real_infer(*a, **kw))
+    counting = Runner(lambda *a, **kw: calls.append(1) or analyze_file(*a, **kw))
+    callbacks = Callbacks(AppContext(store=ModelStore(pipe, CheckpointOption("tiny", "")), settings=settings,
+                                     examples=tuple(load_examples(settings.examples_dir)),
+                                     export_root=tmp_path / "exports", runner=counting))
     upload = tmp_path / "upload" / "walk.mp4"  # Gradio hands the callback a copy of the example
     upload.parent.mkdir()
     shutil.copy(settings.examples_dir / "walk.mp4", upload)
     first = callbacks.run(str(upload), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
-    second = callbacks.run(str(upload), T, 2, 0.8, None, None, False, 1, first[-1], progress=no_progress)
+    second = callbacks.run(str(upload), T, 2, 0.8, None, None, False, 1, first["session"], progress=no_progress)
     assert len(calls) == 1  # second run served from the cache, re-ranked to K=2, λ=0.8
-    assert "example cache" in second[0] and "K=2, λ=0.80" in second[0]
-    assert "ground-truth" in first[0]
-    shapes = json.loads(second[1].plot)["layout"]["shapes"]
+    assert "example cache" in second["summary"] and "K=2, λ=0.80" in second["summary"]
+    assert "ground-truth" in first["summary"]
+    assert np.array_equal(second["session"].frames, first["session"].frames)  # the cached previews
+    assert len(second["gallery"]["value"]) == 2
+    shapes = json.loads(second["plot"].plot)["layout"]["shapes"]
     assert [(s["x0"], s["x1"]) for s in shapes if s["type"] == "rect"] == [(0.5, 1.0)]  # ground truth shaded
     callbacks.run(str(upload), T + 2, K, 0.5, None, None, False, 1, None, progress=no_progress)
     assert len(calls) == 2  # another T is another entry
+
+
+def test_progress_decode_then_pipeline_stages(callbacks, clip):
+    """The bar: decoding first (0-30 %), then the pipeline's stages over the rest, ending at 100 %."""
+    seen = []
+    callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None,
+                  progress=lambda frac, desc=None: seen.append((desc, round(frac, 3))))
+    assert seen[0] == ("decode", 0.0) and seen[-1] == ("done", 1.0)
+    assert all(frac >= 0.3 for _, frac in seen[1:]) and [f for _, f in seen] == sorted(f for _, f in seen)
 
 
 def test_check_inputs(callbacks, clip, tmp_path):
@@ -302,7 +392,8 @@ def test_user_errors_turn_exceptions_into_one_line_gr_error(caplog):
 def test_cleanup_session_removes_its_files(callbacks, clip):
     from app.callbacks import cleanup_session
 
-    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)[-1]
+    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
+    callbacks.download_csv(session)
     folder = Path(session.export_dir)
     assert folder.is_dir()
     cleanup_session(session)
@@ -319,7 +410,7 @@ def test_checkpoint_from_models_dir_loaded_once_and_used(pipe, settings, clip, t
     assert store.labels == ["default", "models/tiny-exp"]
     cb = Callbacks(AppContext(store=store, settings=settings, export_root=tmp_path / "exports"))
     out = cb.run(str(clip), T, K, 0.5, "models/tiny-exp", "", False, 1, None, progress=no_progress)
-    assert "models/tiny-exp" in out[0]
+    assert "models/tiny-exp" in out["summary"]
     loaded, _ = store.get("models/tiny-exp")
     assert loaded is store.get("models/tiny-exp")[0] and loaded is not pipe  # loaded once, then shared
     with pytest.raises(gr.Error, match="unknown checkpoint"):

@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+from nsnet.inference.methods import rerank, teacher_curve
 from test_app_views import fake_result
 
 
@@ -68,7 +69,7 @@ def test_teacher_curve_optional_and_needs_dense():
 
     r = fake_result()
     tr = _trace(saliency_figure(r, teacher=True), "teacher")
-    assert np.allclose(tr.y, r.teacher_curve())
+    assert np.allclose(tr.y, teacher_curve(r))
     assert r.labels[0]["label"] in tr.name
     fig = saliency_figure(fake_result(dense=False), teacher=True)  # silently skipped, no error
     assert not any(t.name and t.name.startswith("teacher") for t in fig.data)
@@ -77,7 +78,7 @@ def test_teacher_curve_optional_and_needs_dense():
 def test_follows_rerank():
     from app.plots import saliency_figure
 
-    r = fake_result().rerank(2, 0.0)
+    r = rerank(fake_result(), 2, 0.0)
     fig = saliency_figure(r)
     assert _trace(fig, "selected").name == "selected (K=2)" and "λ=0.00" in _trace(fig, "fused").name
     assert np.allclose(_trace(fig, "fused").y, r.fused)

@@ -10,12 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from nsnet.inference import PipelineResult
+from nsnet.inference.methods import rerank, teacher_curve
 from nsnet.models.selection import fuse, select_topk
-from nsnet.pipeline import PipelineResult
+
+
+def fake_frames(t: int = 16, seed: int = 0) -> np.ndarray:
+    """(T, 24, 32, 3) uint8 previews to go with ``fake_result`` (the app keeps them next to the result)."""
+    return np.random.default_rng(seed).integers(0, 255, (t, 24, 32, 3), dtype=np.uint8)
 
 
 def fake_result(t: int = 16, k: int = 4, c: int = 6, lam: float = 0.5, dense: bool = True, seed: int = 0,
-                duration: float | None = 60.0, frames: bool = True) -> PipelineResult:
+                duration: float | None = 60.0) -> PipelineResult:
     """A PipelineResult built by hand (no network, no video), consistent with nsnet's fusion."""
     rng = np.random.default_rng(seed)
     p = rng.random(t).astype(np.float32)
@@ -32,8 +38,7 @@ def fake_result(t: int = 16, k: int = 4, c: int = 6, lam: float = 0.5, dense: bo
         timings_ms={"decode": 100.0, "sampler": 20.0, "recognizer": 40.0, "total": 160.0},
         gflops={"sampler": 0.5, "recognizer": 0.25 * k, "total": 0.5 + 0.25 * k, "dense": 0.25 * t},
         lam=lam, device="cpu", trained=True,
-        frame_probs=frame_probs if dense else None, dense_recognizer_ms=160.0 if dense else None,
-        frames=rng.integers(0, 255, (t, 24, 32, 3), dtype=np.uint8) if frames else None)
+        frame_probs=frame_probs if dense else None, dense_recognizer_ms=160.0 if dense else None)
 
 
 # --------------------------------------------------------------------------- views
@@ -60,28 +65,30 @@ def test_fmt_time_and_ms():
 def test_gallery_items_are_selected_frames_in_time_order_with_captions():
     from app.views import gallery_items, selection_ranks
 
-    r = fake_result(k=5)
-    items = gallery_items(r)
+    r, frames = fake_result(k=5), fake_frames()
+    items = gallery_items(r, frames)
     sel = sorted(int(i) for i in r.selected)
     assert len(items) == 5
     for (img, caption), i in zip(items, sel):
-        assert np.array_equal(img, r.frames[i])
+        assert np.array_equal(img, frames[i])
         assert caption.startswith(f"#{selection_ranks(r)[i]} ·")
         assert f"s={r.fused[i]:.2f}" in caption and " s " in caption  # rank, time, fused score
     paths = [f"/x/{i}.jpg" for i in range(r.num_frames)]
     assert [img for img, _ in gallery_items(r, paths)] == [paths[i] for i in sel]
-    assert gallery_items(fake_result(frames=False)) == []
+    assert gallery_items(r, None) == []  # no previews: nothing to show
 
 
 def test_frame_view_caption_marks_selection_and_ground_truth():
     from app.views import Segment, frame_view, selection_ranks
 
-    r = fake_result()
+    r, frames = fake_result(), fake_frames()
     ranks = selection_ranks(r)
     chosen = min(ranks, key=ranks.get)
     other = next(i for i in range(r.num_frames) if i not in ranks)
-    img, caption = frame_view(r, chosen)
-    assert np.array_equal(img, r.frames[chosen]) and "selected, rank 1" in caption
+    img, caption = frame_view(r, chosen, images=frames)
+    assert np.array_equal(img, frames[chosen]) and "selected, rank 1" in caption
+    assert f"teacher {teacher_curve(r)[chosen]:.2f}" in caption
+    assert frame_view(r, chosen)[0] is None and frame_view(r, chosen)[1] == caption  # caption without images
     assert f"Frame {chosen + 1} of {r.num_frames}" in caption and "teacher" in caption
     t = r.timestamps_s[other]
     _, caption = frame_view(r, other, [Segment(t - 0.1, t + 0.1, "x")])
@@ -162,7 +169,7 @@ def test_write_exports_atomic_and_schema(tmp_path):
     assert data == json.loads(json.dumps(expected))
     assert set(data) == {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
                          "timings_ms", "gflops"}
-    write_exports(r.rerank(6, 0.2), tmp_path / "out", "my clip (1).mp4")  # overwrite-safe, no leftovers
+    write_exports(rerank(r, 6, 0.2), tmp_path / "out", "my clip (1).mp4")  # overwrite-safe, no leftovers
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert export_stem("../../etc/passwd", r).startswith("passwd_")
 
@@ -172,8 +179,7 @@ def test_write_frame_images(tmp_path):
 
     from app.exports import write_frame_images
 
-    r = fake_result(t=4, k=2)
-    paths = write_frame_images(r.frames, tmp_path)
+    paths = write_frame_images(fake_frames(t=4), tmp_path)
     assert len(paths) == 4 and all(Path(p).is_file() for p in paths)
     assert Image.open(paths[0]).size == (32, 24)
 
@@ -182,8 +188,8 @@ def test_rerank_changes_views_without_frames_or_network():
     from app.views import comparison_rows, gallery_items
 
     r = fake_result()
-    r2 = r.rerank(7, 1.0)
-    assert len(gallery_items(r2)) == 7 and comparison_rows(r2)[0][0] == "NSNet-7"
+    r2 = rerank(r, 7, 1.0)
+    assert len(gallery_items(r2, fake_frames())) == 7 and comparison_rows(r2)[0][0] == "NSNet-7"
     assert np.allclose(r2.fused, (r.frame_scores - r.frame_scores.min()) / np.ptp(r.frame_scores), atol=1e-6)
 
 
@@ -207,6 +213,49 @@ def test_settings_flags_beat_env_beat_defaults(tmp_path):
         parse_settings([], {"GRADIO_SERVER_PORT": "http"})
     with pytest.raises(ValueError):
         AppSettings(max_upload_mb=-1)
+    assert not s.zero_gpu and parse_settings([], {"SPACES_ZERO_GPU": "true"})[0].zero_gpu
+
+
+def test_default_checkpoint_is_the_bundled_demo_model():
+    from app.settings import BUNDLED_CHECKPOINT, REPO_ROOT
+
+    assert BUNDLED_CHECKPOINT == REPO_ROOT / "assets" / "demo-model"
+
+
+def test_environment_defaults_are_explicit_and_respect_the_host():
+    import subprocess
+    import sys
+
+    from app.runtime import OFFLINE_DEFAULTS, configure_environment
+
+    env = {"HF_HUB_DISABLE_TELEMETRY": "0"}
+    assert configure_environment(env) == {"GRADIO_ANALYTICS_ENABLED": "False"}
+    assert env == {"HF_HUB_DISABLE_TELEMETRY": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+    assert configure_environment(env) == {}
+    # importing the app sets nothing (and loads neither Gradio nor torch for app.py's first imports)
+    code = ("import os, sys; import app, app.runtime, app.settings; "
+            f"print([n for n in {sorted(OFFLINE_DEFAULTS)!r} if n in os.environ], "
+            "[m for m in ('gradio', 'torch', 'huggingface_hub') if m in sys.modules])")
+    clean = {k: v for k, v in __import__("os").environ.items() if k not in OFFLINE_DEFAULTS}
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "[] []"
+
+
+def test_runner_is_chosen_when_the_demo_is_built(monkeypatch):
+    import types
+
+    import app.runtime as runtime
+
+    assert runtime.choose_runner(False, "cuda") is runtime.IN_PROCESS
+    assert runtime.choose_runner(True, "cpu") is runtime.IN_PROCESS  # a CPU pipeline needs no GPU slot
+    monkeypatch.setattr(runtime, "import_spaces", lambda: None)
+    assert runtime.choose_runner(True, torch.device("cuda")) is runtime.IN_PROCESS  # no spaces package
+    wrapped = []
+    fake = types.SimpleNamespace(GPU=lambda fn: wrapped.append(fn) or (lambda *a, **kw: fn(*a, **kw)))
+    monkeypatch.setattr(runtime, "import_spaces", lambda: fake)
+    runner = runtime.choose_runner(True, torch.device("cuda"))
+    assert wrapped == [runtime.analyze_file] and runner.mode == "spaces.GPU" and not runner.reports_progress
 
 
 # --------------------------------------------------------------------------- examples, checkpoints
@@ -223,21 +272,29 @@ def test_load_examples_annotations_and_matching(tmp_path):
     ex.mkdir()
     _write_tiny_clip(ex / "v_walk.mp4")
     _write_tiny_clip(ex / "jump.mkv", n=14)
+    _write_tiny_clip(ex / "run.mov", n=10)
     (ex / "notes.txt").write_text("not a clip")
-    (ex / "annotations.json").write_text(json.dumps({"database": {
+    (ex / "annotations.json").write_text(json.dumps({"database": {  # no classes.txt: the labels are the classes
         "walk": {"subset": "validation", "duration": 2.0,
-                 "annotations": [{"segment": [1.5, 0.5], "label": "walking"}, {"segment": "bad"}]}}}))
+                 "annotations": [{"segment": [1.2, 1.9], "label": "walking"},
+                                 {"segment": [0.5, 1.0], "label": "walking"}]},
+        "jump": {"subset": "validation", "annotations": [{"segment": "bad", "label": "jumping"}]},
+        "v_run": {"subset": "validation", "annotations": [{"segment": [0.1, 0.4], "label": "running"}]}}}))
     clips = load_examples(ex)
-    assert [c.name for c in clips] == ["jump", "v_walk"]
-    walk = clips[1]
-    assert walk.label == "walking" and len(walk.segments) == 1
-    assert (walk.segments[0].start, walk.segments[0].end) == (0.5, 1.5)
-    assert clips[0].segments == () and clips[0].label is None
+    assert [c.name for c in clips] == ["jump", "run", "v_walk"]
+    jump, run, walk = clips
+    assert walk.label == "walking"  # v_walk.mp4 <- id "walk"; segments sorted by start, labelled
+    assert [(s.start, s.end, s.label) for s in walk.segments] == [(0.5, 1.0, "walking"), (1.2, 1.9, "walking")]
+    assert run.label == "running" and [(s.start, s.end) for s in run.segments] == [(0.1, 0.4)]  # run <- "v_run"
+    assert jump.segments == () and jump.label is None  # a malformed entry is skipped (nsnet logs it), not fatal
     copy = tmp_path / "upload.mp4"
     copy.write_bytes((ex / "v_walk.mp4").read_bytes())
     assert match_example(copy, clips) == walk
     assert match_example(ex / "notes.txt", clips) is None and match_example(tmp_path / "missing", clips) is None
     assert load_examples(tmp_path / "nope") == [] and load_examples(None) == []
+
+    (ex / "annotations.json").write_text("{not json")  # unreadable annotations: the clips, without ground truth
+    assert [(c.name, c.segments, c.label) for c in load_examples(ex)] == [(c.name, (), None) for c in clips]
 
 
 def test_result_cache_is_bounded_lru():
@@ -254,7 +311,7 @@ def test_result_cache_is_bounded_lru():
 
 def test_model_store_labels_and_errors(tmp_path):
     from app.models import CheckpointOption, ModelStore, scan_checkpoints
-    from nsnet.pipeline import CheckpointError
+    from nsnet.inference import CheckpointError
 
     (tmp_path / "runs" / "exp1").mkdir(parents=True)
     (tmp_path / "runs" / "exp1" / "config.json").write_text("{}")

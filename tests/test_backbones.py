@@ -120,7 +120,7 @@ def test_random_init_shapes(name, size, dim):
 
 
 def test_efficientnet_lite_architecture_matches_reference_sizes():
-    from nsnet.models.efficientnet_lite import EfficientNetLite
+    from nsnet.models.backbones.efficientnet_lite import EfficientNetLite
 
     params = {v: sum(p.numel() for p in EfficientNetLite(v).parameters()) for v in ("lite0", "lite2")}
     # reference (TF / EfficientNet-PyTorch) parameter counts: 4.65M and 6.09M
@@ -145,7 +145,7 @@ def test_missing_weights_package_names_pip_package(monkeypatch):
 
 
 def test_remap_rejects_unknown_keys():
-    from nsnet.models.efficientnet_lite import remap_state_dict
+    from nsnet.models.backbones.efficientnet_lite import remap_state_dict
 
     assert remap_state_dict({"_blocks.3._depthwise_conv.weight": torch.zeros(1)}) == {
         "blocks.3.dw.conv.weight": torch.zeros(1)

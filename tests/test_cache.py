@@ -1,4 +1,4 @@
-"""FeatureCache: round trip, resume, corrupt-file recovery; cache_features batching."""
+"""FeatureCache: round trip, resume, corrupt-file recovery."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from nsnet.data.cache import FeatureCache, cache_features, video_key
+from nsnet.data.cache import FeatureCache, video_key
 
 KEY = {"video": "/data/a.mp4", "bytes": 10, "mtime_ns": 1, "t": 8, "size": 224, "backbone": "x"}
 
@@ -95,54 +95,3 @@ def test_video_key_tracks_file_changes(tmp_path):
     assert video_key(f, t=8) != k1
     with pytest.raises(FileNotFoundError):
         video_key(tmp_path / "missing.mp4")
-
-
-class FakeVideos:
-    """Duck-typed VideoDataset: 5 videos of T=4 frames whose pixels equal the video index; #3 unreadable."""
-
-    def __init__(self):
-        self.decoded = []
-
-    def __len__(self):
-        return 5
-
-    def feature_key(self, i, name):
-        return {"video": f"v{i}", "backbone": name}
-
-    def __getitem__(self, i):
-        self.decoded.append(i)
-        if i == 3:
-            return None
-        return {"frames": torch.full((4, 2, 2, 3), i, dtype=torch.uint8),
-                "timestamps_s": torch.arange(4, dtype=torch.float64)}
-
-
-def test_cache_features_batches_resumes_and_skips_bad(tmp_path):
-    cache = FeatureCache(tmp_path)
-    videos = FakeVideos()
-    calls = []
-
-    def extract(frames):  # (N, H, W, 3) -> (N, 2)
-        calls.append(frames.shape[0])
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the run is interrupted during the second batch
-        return torch.stack([frames.float().mean((1, 2, 3)), torch.ones(frames.shape[0])], 1)
-
-    with pytest.raises(KeyboardInterrupt):
-        cache_features(videos, extract, cache, "m", batch=8, progress=False)
-    assert calls == [8, 8]
-    assert cache.get(videos.feature_key(0, "m")) is not None and cache.get(videos.feature_key(2, "m")) is None
-    videos.decoded.clear()
-    counts = cache_features(videos, extract, cache, "m", batch=8, progress=False)
-    assert counts == {"computed": 2, "cached": 2, "failed": 1}
-    assert videos.decoded == [2, 3, 4]  # finished videos are not decoded again
-    for i in (0, 1, 2, 4):
-        got = cache.get(videos.feature_key(i, "m"))
-        assert got["features"].shape == (4, 2) and torch.all(got["features"][:, 0] == i)
-    counts = cache_features(videos, extract, cache, "m", batch=8, progress=False)
-    assert counts == {"computed": 0, "cached": 4, "failed": 1}
-
-
-def test_cache_features_checks_extractor_shape(tmp_path):
-    with pytest.raises(ValueError, match=r"\(N, D\)"):
-        cache_features(FakeVideos(), lambda x: x.float().mean(), FeatureCache(tmp_path), "bad", progress=False)

@@ -29,3 +29,43 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path):
     with pytest.raises(ConfigError, match="not valid JSON"):
         PipelineConfig.load(tmp_path / "bad.json")
     assert json.loads(json.dumps(PipelineConfig().to_dict()))["k"] == 4
+
+
+@pytest.mark.parametrize("section, field, value, message", [
+    ("sampler", "attention_dim", 10_000_000, r"sampler.attention_dim must be between 1 and 8192"),
+    ("sampler", "hidden_dim", 1e9, r"sampler.hidden_dim must be an integer"),
+    ("sampler", "temporal_kernel", 10_001, r"sampler.temporal_kernel must be between 1 and 31"),
+    ("sampler", "input_size", "96", r"sampler.input_size must be an integer"),
+    ("sampler", "dropout", "lots", r"sampler.dropout must be a number"),
+    ("sampler", "backbone", 5, r"sampler.backbone must be a non-empty string"),
+    ("sampler", "freeze_backbone", "yes", r"sampler.freeze_backbone must be true or false"),
+    ("recognizer", "input_size", 1_000_000, r"recognizer.input_size must be between 16 and 1024"),
+    ("recognizer", "dropout", float("nan"), r"recognizer.dropout must be between 0 and 0.99"),
+    ("recognizer", "head", ["x"], r"recognizer.head must be 'linear' or 'backbone'"),
+    (None, "num_frames", 100_000, r"num_frames \(T\) must be between 1 and 256"),
+    (None, "num_frames", 2.5, r"num_frames \(T\) must be an integer"),
+    (None, "k", True, r"k must be an integer"),
+    (None, "lam", "half", r"lam must be a number"),
+    (None, "class_names", "abc", r"class_names must be a list"),
+    (None, "sampler", 3, r"sampler must be an object"),
+    (None, "meta", [], r"meta must be an object"),
+])
+def test_hostile_config_values_are_one_config_error(tmp_path, section, field, value, message):
+    """A checkpoint's config.json is validated before anything is built or allocated."""
+    data = PipelineConfig(class_names=["a", "b"]).to_dict()
+    (data[section] if section else data)[field] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=message) as err:
+        PipelineConfig.load(path)
+    assert "\n" not in str(err.value) and str(err.value).startswith("config.json: ")
+
+
+def test_config_file_that_is_not_an_object_or_not_readable(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        PipelineConfig.load(path)
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="config.json"):
+        PipelineConfig.load(path)

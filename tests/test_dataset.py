@@ -8,9 +8,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import nsnet.video
-from nsnet.data.cache import FeatureCache, cache_features
-from nsnet.data.dataset import FeatureDataset, VideoDataset, collate_videos
+import nsnet.data.dataset
+from nsnet.data.dataset import VideoDataset
 from nsnet.data.formats import load_dataset
 from nsnet.data.records import VideoRecord
 from nsnet.data.synthetic import SynthConfig, sample_spec
@@ -64,33 +63,20 @@ def test_records_without_segments_have_no_gt_mask(bench):
     rec = records[0]
     plain = VideoRecord(rec.video_id, rec.path, rec.label, rec.label_index, rec.subset)
     item = VideoDataset([plain], classes, num_frames=T, size=S)[0]
-    assert "gt_mask" not in item
-    batch = collate_videos([item, VideoDataset(records[:1], classes, num_frames=T, size=S)[0]])
-    assert "gt_mask" not in batch and batch["frames"].shape == (2, T, S, S, 3)
+    assert "gt_mask" not in item and item["frames"].shape == (T, S, S, 3)
 
 
 def test_missing_and_corrupt_videos_are_skipped(broken, caplog):
     records, classes = broken
     ds = VideoDataset(records, classes, num_frames=T, size=S)
     with caplog.at_level(logging.WARNING, logger="nsnet.data.dataset"):
-        loader = DataLoader(ds, batch_size=3, collate_fn=collate_videos)
-        seen = [vid for batch in loader if batch is not None for vid in batch["video_id"]]
+        loader = DataLoader(ds, batch_size=None)  # items one by one; None for a bad video
+        seen = [item["video_id"] for item in loader if item is not None]
         ds[2], ds[3]  # failing again is not logged again
     assert seen == [r.video_id for r in records if r.video_id not in ("missing", "truncated")]
     assert set(ds.failures) == {"missing", "truncated"}
     msgs = [r.getMessage() for r in caplog.records]
     assert len(msgs) == 2 and "missing" in msgs[0] and "truncated" in msgs[1]
-    assert collate_videos([None, None]) is None
-
-
-def test_prescan_drops_bad_videos_with_one_summary(broken, caplog):
-    records, classes = broken
-    with caplog.at_level(logging.WARNING, logger="nsnet.data.dataset"):
-        ds = VideoDataset(records, classes, num_frames=T, size=S).prescan()
-    assert [r.video_id for r in ds.records] == [r.video_id for r in records if r.video_id not in ("missing", "truncated")]
-    summary = [r.getMessage() for r in caplog.records if "prescan" in r.getMessage()]
-    assert len(summary) == 1 and "2 of 6" in summary[0]
-    assert all(ds[i] is not None for i in range(len(ds)))
 
 
 def test_preview_cache_decodes_once(bench, tmp_path, monkeypatch):
@@ -101,7 +87,7 @@ def test_preview_cache_decodes_once(bench, tmp_path, monkeypatch):
     def no_decoding(*a, **k):
         raise AssertionError("decoded again")
 
-    monkeypatch.setattr(nsnet.video, "read_clip", no_decoding)
+    monkeypatch.setattr(nsnet.data.dataset, "read_clip", no_decoding)
     again = VideoDataset(records, classes, num_frames=T, size=S, cache_dir=tmp_path / "c")
     for a, b in zip(first, (again[i] for i in range(len(again)))):
         assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["gt_mask"], b["gt_mask"])
@@ -109,26 +95,3 @@ def test_preview_cache_decodes_once(bench, tmp_path, monkeypatch):
     other = VideoDataset(records, classes, num_frames=T + 1, size=S, cache_dir=tmp_path / "c")
     with pytest.raises(AssertionError):
         other[0]
-
-
-def test_feature_cache_end_to_end(broken, tmp_path, monkeypatch):
-    records, classes = broken
-    ds = VideoDataset(records, classes, num_frames=T, size=S)
-    cache = FeatureCache(tmp_path / "f")
-
-    def extract(frames):  # (N, S, S, 3) -> (N, 3): mean colour
-        return frames.float().mean((1, 2))
-
-    counts = cache_features(ds, extract, cache, "meanrgb", batch=10, progress=False)
-    assert counts == {"computed": 4, "cached": 0, "failed": 2}
-    def no_decoding(path, *a, **k):  # cached videos must not be decoded; bad ones are retried
-        assert path.name == "truncated.mp4", path
-        raise nsnet.video.CorruptVideoError(path, "still broken")
-
-    monkeypatch.setattr(nsnet.video, "read_clip", no_decoding)
-    fd = FeatureDataset(ds, cache, "meanrgb")
-    items = [fd[i] for i in range(len(fd))]
-    assert [it is None for it in items] == [r.video_id in ("missing", "truncated") for r in records]
-    batch = collate_videos(items)
-    assert batch["features"].shape == (4, T, 3) and batch["gt_mask"].shape == (4, T)
-    assert cache_features(ds, extract, cache, "meanrgb", progress=False) == {"computed": 0, "cached": 4, "failed": 2}

@@ -196,3 +196,17 @@ def test_subset_aliases_and_mask():
         "training", "validation", "testing", "validation", None]
     assert segments_mask([0.0, 1.0, 2.0, 3.0], [(0.5, 1.0), (2.5, 4)]).tolist() == [False, True, False, True]
     assert segments_mask([0.0, 1.0], None).tolist() == [False, False]
+
+
+def test_files_saved_with_a_utf8_bom_read_like_plain_ones(tmp_path):
+    """Spreadsheet exports start with a BOM: the header must still be recognised."""
+    csv = tmp_path / "val.csv"
+    csv.write_bytes("label,youtube_id,time_start,time_end,split\nabseiling,AAA,0,10,val\n".encode("utf-8-sig"))
+    records, classes = load_dataset(csv, video_root=tmp_path)
+    assert classes == ["abseiling"] and records[0].label == "abseiling" and records[0].label_index == 0
+    ann = tmp_path / "ann.json"
+    doc = {"database": {"v1": {"subset": "validation", "duration": 5.0,
+                               "annotations": [{"segment": [1, 2], "label": "jump"}]}}}
+    ann.write_bytes(json.dumps(doc).encode("utf-8-sig"))
+    records, classes = read_activitynet(ann)
+    assert classes == ["jump"] and records[0].label == "jump"

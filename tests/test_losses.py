@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from nsnet.config import SamplerConfig
-from nsnet.losses import NSNetLoss, frame_loss, nonsalient_loss, salient_loss
+from nsnet.training.losses import NSNetLoss, frame_loss, nonsalient_loss, salient_loss
 from nsnet.models.sampler import NSNetSampler
 
 

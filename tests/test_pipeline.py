@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from nsnet.config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
-from nsnet.pipeline import CheckpointError, Pipeline
+from nsnet.inference import CheckpointError, Pipeline
+from nsnet.inference.methods import compare, rerank, teacher_curve
 
 CONTRACT_KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
                  "timings_ms", "gflops"}
@@ -83,25 +84,25 @@ def test_rerank_matches_a_fresh_run(pipe, frames):
     res = pipe(frames, k=3, lam=0.5, dense=True)
     for k, lam in [(1, 0.0), (5, 1.0), (8, 0.3)]:
         fresh = pipe(frames, k=k, lam=lam)
-        re = res.rerank(k, lam)
+        re = rerank(res, k, lam)
         assert re.selected.tolist() == fresh.selected.tolist()
         np.testing.assert_allclose(re.probs, fresh.probs, rtol=1e-4, atol=1e-6)
         assert re.gflops["recognizer"] == pytest.approx(fresh.gflops["recognizer"], rel=1e-6)
         assert [x["label"] for x in re.labels] == [x["label"] for x in fresh.labels]
     with pytest.raises(ConfigError, match="k must be between"):
-        res.rerank(9, 0.5)
+        rerank(res, 9, 0.5)
     with pytest.raises(ValueError, match="dense=True"):
-        pipe(frames).rerank(2, 0.5)
+        rerank(pipe(frames), 2, 0.5)
 
 
 def test_compare_rows_and_teacher_curve(pipe, frames):
     res = pipe(frames, dense=True)
-    rows = {r["method"]: r for r in res.compare(seed=0)}
+    rows = {r["method"]: r for r in compare(res, seed=0)}
     assert set(rows) == {"NSNet", "uniform", "random", "dense"}
     assert rows["dense"]["frames"] == list(range(8)) and rows["uniform"]["frames"] == [1, 4, 6]
     assert rows["NSNet"]["frames"] == res.selected.tolist()
     assert rows["dense"]["gflops"] > rows["NSNet"]["gflops"] - res.gflops["sampler"]
-    curve = res.teacher_curve()
+    curve = teacher_curve(res)
     top = int(np.argmax(res.probs))
     np.testing.assert_allclose(curve, res.frame_probs[:, top])
 
@@ -132,3 +133,38 @@ def test_checkpoint_with_wrong_weights_is_rejected(pipe, tmp_path):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="unreadable"):
         Pipeline.from_pretrained(folder, device="cpu")
+
+
+def test_build_leaves_the_callers_config_alone(tiny_pipeline_config):
+    before = tiny_pipeline_config.to_dict()
+    pipe = Pipeline.build(tiny_pipeline_config, device="cpu")
+    assert tiny_pipeline_config.to_dict() == before            # not mutated
+    assert pipe.config is not tiny_pipeline_config
+    assert pipe.config.sampler.num_classes == len(tiny_pipeline_config.class_names)
+
+
+def test_to_moves_in_place_and_reports_the_device(pipe):
+    assert pipe.to("cpu") is pipe and pipe.device == torch.device("cpu")
+    assert all(p.device == pipe.device for p in pipe.sampler.parameters())
+
+
+def test_analyze_is_read_then_analyze_clip(pipe, tmp_path):
+    """``analyze(path)`` = ``read`` (decode at the recognizer size) + ``analyze_clip``."""
+    from clips import write_clip
+
+    path = write_clip(tmp_path / "c.mp4", 24, size=(96, 72))
+    clip, decode_ms = pipe.read(path, 8)
+    assert clip.frames.shape[0] == 8 and decode_ms > 0
+    a = pipe.analyze(path, 8, dense=True)
+    b = pipe.analyze_clip(clip, dense=True)
+    assert a.selected.tolist() == b.selected.tolist() and a.video == b.video
+    np.testing.assert_allclose(a.frame_probs, b.frame_probs, rtol=1e-5, atol=1e-7)
+    assert not hasattr(a, "frames")  # the result is a record of outputs, not of pixels
+
+
+def test_to_dict_is_strict_json_even_when_the_container_lied(pipe, frames):
+    res = pipe(frames, video={"path": "x.mkv", "duration_s": float("inf"), "fps": float("nan"),
+                              "width": 96, "height": 72, "num_frames": 8})
+    text = json.dumps(res.to_dict(), allow_nan=False)  # raises on NaN / Infinity
+    d = json.loads(text)
+    assert d["video"]["duration_s"] is None and d["video"]["fps"] is None and d["video"]["width"] == 96

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from nsnet.pseudo_labels import make_pseudo_labels, teacher_confidences
+from nsnet.training.pseudo_labels import make_pseudo_labels, teacher_confidences
 
 C = torch.tensor([0.1, 0.5, 0.45, 0.9, 0.2])
 

@@ -10,9 +10,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from nsnet import evaluate, predict, train
+from nsnet.cli import evaluate, predict
+from nsnet.cli import train as train_cli
+from nsnet.training import TrainConfig, trainer
 from nsnet.data.synthetic import main as make_synthetic
-from nsnet.pipeline import Pipeline
+from nsnet.inference import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,8 +34,8 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     work = tmp_path_factory.mktemp("train")
-    cfg = train.TrainConfig(data=str(tiny_data), out=str(work / "ckpt"), cache_dir=str(work / "cache"), **TINY)
-    result = train.run(cfg)
+    cfg = TrainConfig.from_dict(dict(TINY, data=str(tiny_data), out=str(work / "ckpt"), cache_dir=str(work / "cache")))
+    result = trainer.run(cfg)
     return cfg, result, result.checkpoint
 
 
@@ -50,19 +52,19 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(trained):
 
 
 def test_resume_continues_from_saved_state(tiny_data, tmp_path, monkeypatch):
-    cfg = train.TrainConfig(data=str(tiny_data), out=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"), **TINY)
+    cfg = TrainConfig.from_dict(dict(TINY, data=str(tiny_data), out=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache")))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_sampler", interrupted)
+    monkeypatch.setattr(trainer, "train_sampler", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train.train(cfg)
+        trainer.train(cfg)
     state = torch.load(cfg.state_path, weights_only=True)
     assert state["stage"] == "recognizer" and state["epoch"] == 11
     monkeypatch.undo()
     cfg.resume = True
-    result = train.train(cfg)
+    result = trainer.train(cfg)
     assert result.history["recognizer"] == state["history"]  # not retrained
     assert len(result.history["sampler"]) == 12
 
@@ -74,22 +76,23 @@ def test_finetune_trains_the_backbones_resumes_and_round_trips(tiny_data, tmp_pa
 
     from nsnet.video import read_clip
 
-    cfg = train.TrainConfig(data=str(tiny_data), out=str(tmp_path / "ckpt"), cache_dir=str(tmp_path / "cache"),
-                            **dict(TINY, finetune=True, recognizer_epochs=6, sampler_epochs=6))
+    cfg = TrainConfig.from_dict(dict(TINY, data=str(tiny_data), out=str(tmp_path / "ckpt"),
+                                     cache_dir=str(tmp_path / "cache"), finetune=True, recognizer_epochs=6,
+                                     sampler_epochs=6))
     torch.manual_seed(cfg.seed)  # the initial weights train() starts from
     init = Pipeline.build(cfg.pipeline_config(["a", "b", "c"]), device="cpu").trained_state_dict()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_sampler", interrupted)
+    monkeypatch.setattr(trainer, "train_sampler", interrupted)
     with pytest.raises(KeyboardInterrupt):  # stop after stage 1
-        train.train(cfg)
+        trainer.train(cfg)
     monkeypatch.undo()
     state = torch.load(cfg.state_path, weights_only=True)
     assert state["stage"] == "recognizer" and len(state["optim"]["param_groups"]) == 2  # heads, backbone
     cfg.resume = True
-    result = train.run(cfg)
+    result = trainer.run(cfg)
     assert result.history["recognizer"] == state["history"]  # resumed, not retrained
     for stage in ("recognizer", "sampler"):
         losses = result.history[stage]
@@ -165,10 +168,10 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    cfg = train.TrainConfig(**cfg_dict)
+    cfg = TrainConfig.from_dict(cfg_dict)
     info = dist_utils.init(torch.device("cpu"))
     try:
-        result = train.train(cfg, info)
+        result = trainer.train(cfg, info)
         save_file(result.pipeline.trained_state_dict(), os.path.join(out_dir, f"rank{rank}.safetensors"))
     finally:
         dist_utils.shutdown(info)
@@ -186,13 +189,14 @@ def test_ddp_two_cpu_processes_end_with_the_same_weights(tiny_data, tmp_path):
         assert torch.equal(a[key], b[key]), key
     # and they moved away from the (shared) initialisation
     torch.manual_seed(cfg.get("seed", 0))
-    init = Pipeline.build(train.TrainConfig(**cfg).pipeline_config(["a", "b", "c"]), device="cpu")
+    init = Pipeline.build(TrainConfig.from_dict(cfg).pipeline_config(["a", "b", "c"]), device="cpu")
     head = "recognizer.head.1.weight"
     assert not torch.allclose(init.trained_state_dict()[head], a[head])
 
 
 def test_ablation_reports_every_variant(tiny_data, tmp_path):
-    from nsnet import ablate
+    from nsnet.cli import ablate
+    from nsnet.evaluation.ablate import VARIANTS
 
     cfg = tmp_path / "base.json"
     cfg.write_text(json.dumps({k: v for k, v in TINY.items() if k != "progress"}))
@@ -201,7 +205,7 @@ def test_ablation_reports_every_variant(tiny_data, tmp_path):
                         "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--markdown", str(md)])
     assert code == 0
     res = json.loads(js.read_text())
-    assert set(res["variants"]) == set(ablate.VARIANTS)
+    assert set(res["variants"]) == set(VARIANTS)
     for name, v in res["variants"].items():
         assert 0 <= v["map"]["nsnet"] <= 1, name
     lam = res["variants"]["default"]["lam"]
@@ -211,7 +215,7 @@ def test_ablation_reports_every_variant(tiny_data, tmp_path):
     assert lam["0.0"] == res["variants"]["default"]["map"]["attention_only"]
     # the 128-px variant costs more than the default sampler
     assert res["variants"]["sampler at 128 px"]["gflops_nsnet"] > res["variants"]["default"]["gflops_nsnet"]
-    assert md.read_text().count("\n| ") >= len(ablate.VARIANTS) + 2
+    assert md.read_text().count("\n| ") >= len(VARIANTS) + 2
 
 
 def test_predict_defaults_to_the_bundled_demo_model_and_it_finds_the_action(capsys):
@@ -232,3 +236,65 @@ def test_predict_defaults_to_the_bundled_demo_model_and_it_finds_the_action(caps
         correct += d["labels"][0]["label"] == entry["annotations"][0]["label"]
     assert inside / total >= 0.75, (inside, total)      # the sampler looks at the action
     assert correct >= len(database) - 1, correct        # and the recognizer names it
+
+
+def test_cli_limits_and_bad_files_exit_2_with_one_line(tiny_data, tmp_path, capsys, caplog):
+    video = sorted(tiny_data.glob("**/*.mp4"))[0]
+    assert predict.main([str(video), "--frames", "100000", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "num_frames (T) must be between 1 and 256" in err[0], err
+    assert predict.main([str(video), "--frames", "8", "--k", "9", "--device", "cpu"]) == 2
+    assert "k must be between 1 and T=8" in capsys.readouterr().err
+
+    bad = tmp_path / "ann.json"
+    bad.write_text("{oops")
+    caplog.clear()
+    assert evaluate.main(["--data", str(bad), "--device", "cpu", "--no-progress"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "not a readable JSON file" in errors[0]
+
+    base = ["--data", str(tiny_data), "--out", str(tmp_path / "ckpt"), "--cache-dir", str(tmp_path / "cache"),
+            "--resume", "--no-progress", "--device", "cpu"] + [
+        (f"--{k.replace('_', '-')}" if v else f"--no-{k.replace('_', '-')}") if isinstance(v, bool)
+        else f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "progress"]
+    state = tmp_path / "ckpt.train_state.pt"
+    state.write_bytes(b"PK\x03\x04 truncated")
+    caplog.clear()
+    assert train_cli.main(base) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "unreadable training state" in errors[0] and "\n" not in errors[0]
+    torch.save({"stage": "recognizer", "epoch": 0, "model": {"sampler.other.weight": torch.zeros(2)}}, state)
+    caplog.clear()
+    assert train_cli.main(base) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "saved by a different model" in errors[0]
+
+
+def test_one_bad_video_never_ends_an_eval_run(trained, tiny_data, tmp_path, caplog):
+    """A symlink loop and a truncated file are counted, logged once, skipped and listed."""
+    _, _, out = trained
+    data = tmp_path / "data"
+    data.mkdir()
+    ann = json.loads((tiny_data / "annotations.json").read_text())
+    for path in tiny_data.glob("**/*.mp4"):
+        (data / path.name).symlink_to(path)
+    (data / "loopy.mp4").symlink_to(data / "loopy2.mp4")
+    (data / "loopy2.mp4").symlink_to(data / "loopy.mp4")
+    first = next(iter(ann["database"].values()))
+    (data / "cut.mp4").write_bytes(next(tiny_data.glob("**/*.mp4")).read_bytes()[:2000])
+    for vid in ("loopy", "cut"):
+        ann["database"][vid] = dict(first, subset="validation")
+    (data / "annotations.json").write_text(json.dumps(ann))
+    (data / "classes.txt").write_text((tiny_data / "classes.txt").read_text())
+    js = tmp_path / "out" / "eval.json"
+    caplog.clear()
+    code = evaluate.main(["--data", str(data / "annotations.json"), "--checkpoint", str(out), "--subset", "all",
+                          "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--no-progress",
+                          "--device", "cpu"])
+    assert code == 0
+    assert json.loads(js.read_text())["num_videos"] == 10
+    summary = [r.getMessage() for r in caplog.records if "skipped 2 of 12" in r.getMessage()]
+    assert len(summary) == 1
+    rows = (js.with_suffix(".skipped.tsv")).read_text().splitlines()
+    assert rows[0] == "video_id\tpath\treason" and sorted(r.split("\t")[0] for r in rows[1:]) == ["cut", "loopy"]
+    assert all(len(r.split("\t")) == 3 for r in rows)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,8 @@ from nsnet import video as V
 from nsnet.video import (Clip, CorruptVideoError, DecodeTimeoutError, EmptyVideoError, NoDecodableFramesError,
                          NotAVideoError, NoVideoStreamError, StillImageError, TruncatedVideoError, VideoError,
                          VideoInfo, VideoNotFoundError, probe, read_clip, segment_centres)
+from nsnet.video.decoder import Decoder
+from nsnet.video.sampling import Sampler, Workers
 
 N, FPS, T = 30, 10.0, 8
 TSN_30_8 = [1, 5, 9, 13, 16, 20, 24, 28]   # floor((t + 0.5) * 30 / 8)
@@ -37,9 +40,24 @@ def indices(clip: Clip) -> list[int]:
     return [frame_index(f) for f in clip.frames]
 
 
-def resources() -> tuple[int, int]:
-    """(open file descriptors, OS threads) of this process."""
-    return len(os.listdir("/proc/self/fd")), len(os.listdir("/proc/self/task"))
+def resources() -> tuple[int, int, int]:
+    """(open file descriptors, Python threads, OS threads: Python's and FFmpeg's decoder threads) of this process."""
+    return len(os.listdir("/proc/self/fd")), threading.active_count(), len(os.listdir("/proc/self/task"))
+
+
+def resources_after(before: tuple[int, int, int]) -> tuple[int, int, int]:
+    """resources() right after a call, to compare with `before` (taken before it).
+
+    Open files and Python threads are counted at once: read_clip joins its worker threads
+    before it returns. A joined thread may stay listed by the OS a moment longer (join
+    returns just before the thread ends), so the OS count gets up to a second to come back
+    down; a leaked decoder keeps its threads for good, and the count stays up.
+    """
+    now, end = resources(), time.monotonic() + 1.0
+    while now[2] > before[2] and time.monotonic() < end:
+        time.sleep(0.001)
+        now = resources()
+    return now
 
 
 def decode_all(path) -> list:
@@ -369,11 +387,11 @@ def test_bad_input_raises_one_clear_line_and_leaks_nothing(tmp_path, case):
     assert isinstance(excinfo.value, VideoError)
     assert "\n" not in message and message.startswith(f"{path}: ") and words in message, message
     assert len(message) < 200 and "Traceback" not in message and "Errno" not in message
-    assert resources() == before, "file handles or decoder threads left open"
+    assert resources_after(before) == before, "file handles or decoder threads left open"
     if case not in ("truncated-mkv", "mostly-corrupt"):   # found by sampling, not by probing
         with pytest.raises(error):
             probe(path)
-        assert resources() == before
+        assert resources_after(before) == before
 
 
 def test_missing_file_is_also_a_file_not_found_error(tmp_path):
@@ -387,7 +405,7 @@ def test_corrupt_packets_mid_stream_are_skipped(tmp_path, ext, codec):
     path = _corrupt_packets(clean, tmp_path / f"bad.{ext}", 0.4, 0.5)   # frames 24..29 damaged
     before = resources()
     clip = read_clip(path, T, size=None, threads=2)
-    assert resources() == before
+    assert resources_after(before) == before
     want = tsn(60, T)                      # [3, 11, 18, 26, 33, 41, 48, 56]; 26 is damaged
     got = indices(clip)
     assert got == [23 if i == 26 else i for i in want]   # the last good frame before it
@@ -399,7 +417,7 @@ def test_time_budget(tmp_path):
     before = resources()
     with pytest.raises(DecodeTimeoutError, match=r"longer than the 1e-06 s time budget"):
         read_clip(path, T, time_budget_s=1e-6, threads=2)
-    assert resources() == before
+    assert resources_after(before) == before
     assert indices(read_clip(path, T, size=None, time_budget_s=None)) == tsn(60, T)
 
 
@@ -409,7 +427,7 @@ def test_success_leaks_nothing(tmp_path):
     before = resources()
     for _ in range(3):
         read_clip(path, T, threads=2)
-    assert resources() == before
+    assert resources_after(before) == before
 
 
 def test_bad_arguments():
@@ -436,7 +454,7 @@ def _decoders(caplog) -> tuple[int, int]:
     return int(found[-1][0]), int(found[-1][1])
 
 
-def _settled_resources() -> tuple[int, int]:
+def _settled_resources() -> tuple[int, int, int]:
     """resources() once the test's own PyAV objects (decoders with threads) are collected."""
     gc.collect()
     return resources()
@@ -467,13 +485,13 @@ def test_parallel_decoders_skipping_nonref_frames_match_a_full_decode(tmp_path, 
     reference = decode_all(path)
     assert sum(f.key_frame for f in reference) >= 5
     probed_closed = []
-    sibling = V._Video.sibling
+    sibling = Decoder.sibling
 
     def spy(self, threads=1):
         probed_closed.append(self.container is None)   # the probing decoder is gone before the workers open
         return sibling(self, threads)
 
-    monkeypatch.setattr(V._Video, "sibling", spy)
+    monkeypatch.setattr(Decoder, "sibling", spy)
     read_clip(path, t, threads=2)   # warm up lazily created library state
     before = _settled_resources()
     clips = {}
@@ -483,7 +501,7 @@ def test_parallel_decoders_skipping_nonref_frames_match_a_full_decode(tmp_path, 
             clips[threads] = read_clip(path, t, size=None, threads=threads)
         decoders, nonref = _decoders(caplog)
         assert decoders == threads and nonref > 0, caplog.text   # both paths skip non-reference frames
-        assert resources() == before, "file handles or decoder threads left open"
+        assert resources_after(before) == before, "file handles or decoder threads left open"
     assert probed_closed and all(probed_closed)
     want = tsn(n, t)
     for threads, clip in clips.items():
@@ -538,7 +556,7 @@ def test_damaged_long_clip_with_parallel_decoders(tmp_path, caplog):
     before = _settled_resources()
     with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
         clip = read_clip(path, 16, size=None, threads=2)
-    assert resources() == before
+    assert resources_after(before) == before
     assert _decoders(caplog)[0] == 2 and "skipped" in caplog.text and "damaged packets/frames" in caplog.text
     got = indices(clip)
     assert got == [239 if 240 <= i < 270 else i for i in tsn(600, 16)]   # the last good frame before it
@@ -549,14 +567,14 @@ def test_damaged_long_clip_with_parallel_decoders(tmp_path, caplog):
     with caplog.at_level(logging.DEBUG, logger="nsnet.video"), pytest.raises(CorruptVideoError, match="too damaged"):
         read_clip(mostly, 16, threads=2)
     assert "2 parallel decoders" in caplog.text
-    assert resources() == before
+    assert resources_after(before) == before
 
 
 def test_time_budget_stops_parallel_decoders(tmp_path, monkeypatch):
     path = _long_clip(tmp_path / "long.mp4")
     read_clip(path, 16, threads=2)   # warm up lazily created library state
     opened = []
-    sibling = V._Video.sibling
+    sibling = Decoder.sibling
 
     def expiring(self, threads=1):
         other = sibling(self, threads)
@@ -564,19 +582,19 @@ def test_time_budget_stops_parallel_decoders(tmp_path, monkeypatch):
         opened.append(other)
         return other
 
-    monkeypatch.setattr(V._Video, "sibling", expiring)
+    monkeypatch.setattr(Decoder, "sibling", expiring)
     before = _settled_resources()
     with pytest.raises(DecodeTimeoutError, match="longer than the 30 s time budget") as excinfo:
         read_clip(path, 16, time_budget_s=30.0, threads=2)
     assert str(excinfo.value).startswith(f"{path}: ") and "\n" not in str(excinfo.value)
     assert len(opened) == 2 and all(v.container is None for v in opened)
-    assert resources() == before, "file handles or decoder threads left open"
+    assert resources_after(before) == before, "file handles or decoder threads left open"
 
 
 def test_a_failing_parallel_decoder_stops_the_others(tmp_path, monkeypatch):
     path = _long_clip(tmp_path / "long.mp4")
     read_clip(path, 16, threads=3)   # warm up lazily created library state
-    run, calls, outcomes = V._Sampler.run, [], []
+    run, calls, outcomes = Sampler.run, [], []
 
     def failing(self):
         calls.append(self)
@@ -592,31 +610,31 @@ def test_a_failing_parallel_decoder_stops_the_others(tmp_path, monkeypatch):
             raise
         outcomes.append("finished")
 
-    monkeypatch.setattr(V._Sampler, "run", failing)
+    monkeypatch.setattr(Sampler, "run", failing)
     before = _settled_resources()
     with pytest.raises(CorruptVideoError, match="simulated failure") as excinfo:
         read_clip(path, 16, threads=3)
     assert type(excinfo.value) is CorruptVideoError and len(calls) == 3
-    assert outcomes == ["_Cancelled", "_Cancelled"]   # stopped at their first packet
-    assert resources() == before, "file handles or decoder threads left open"
+    assert outcomes == ["Cancelled", "Cancelled"]   # stopped at their first packet
+    assert resources_after(before) == before, "file handles or decoder threads left open"
 
 
 def test_data_ending_before_a_later_run_samples_again_with_one_decoder(tmp_path, caplog, monkeypatch):
     path = _long_clip(tmp_path / "long.mp4")
-    merge = V._Workers._merge
+    merge = Workers.merge
 
     def ended_early(self, samplers):
         merge(self, samplers)
         self.complete = False   # as if a run before the last had found the data ending
 
-    monkeypatch.setattr(V._Workers, "_merge", ended_early)
+    monkeypatch.setattr(Workers, "merge", ended_early)
     read_clip(path, 16, threads=2)   # warm up lazily created library state
     before = _settled_resources()
     with caplog.at_level(logging.DEBUG, logger="nsnet.video"):
         clip = read_clip(path, 16, size=None, threads=2)
     assert "sampling again with one decoder" in caplog.text and _decoders(caplog)[0] == 1
     assert indices(clip) == tsn(600, 16)
-    assert resources() == before
+    assert resources_after(before) == before
 
 
 # ----------------------------------------------------------------------------- benchmark CLI (tiny)

@@ -102,6 +102,7 @@ def make_clip(workdir: Path, name: str, width: int, height: int, minutes: float,
     path = workdir / f"{name}-{width}x{height}-{fps}fps-{minutes * 60:g}s-gop{gop_s:g}s.mp4"
     if path.exists():
         return path
+    workdir.mkdir(parents=True, exist_ok=True)  # `bench pipeline` may be the first to use it
     gop = max(1, int(round(gop_s * fps)))
     segment_s = min(segment_s, minutes * 60)
     segment_s = max(gop, int(round(segment_s * fps)) // gop * gop) / fps   # whole GOPs

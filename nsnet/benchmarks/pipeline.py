@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from ..config import PipelineConfig
-from ..pipeline import DEFAULT_CHECKPOINT, Pipeline
+from ..cli.common import BUNDLED_CHECKPOINT, default_checkpoint
+from ..inference import Pipeline
 from .decode import make_clip
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", type=Path, help="clip to measure (default: a generated 60-s 720p clip)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench-decode")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT))
+    p.add_argument("--checkpoint", default=default_checkpoint())
     p.add_argument("--frames", "-T", type=int, default=None)
     p.add_argument("--k", "-K", type=int, default=None)
     p.add_argument("--repeats", type=int, default=5)
@@ -65,11 +66,11 @@ def throughput(pipe: Pipeline, frames, k: int, batch: int, repeats: int = 3) -> 
     batch_frames = frames.unsqueeze(0).expand(batch, *frames.shape).reshape(-1, *frames.shape[1:])
 
     def run():
-        with pipe._autocast():
-            xs = pipe._prepare(batch_frames, pipe.sampler.backbone, pipe.config.sampler.input_size)
+        with pipe.autocast():
+            xs = pipe.prepare(batch_frames, pipe.sampler.backbone, pipe.config.sampler.input_size)
             out = pipe.sampler(xs.view(batch, t, *xs.shape[1:]), k, pipe.config.lam)       # (B, K) selected
             rows = (out.selected + torch.arange(batch, device=out.selected.device).unsqueeze(1) * t).flatten()
-            xr = pipe._prepare(batch_frames[rows.cpu()], pipe.recognizer.backbone, pipe.config.recognizer.input_size)
+            xr = pipe.prepare(batch_frames[rows.cpu()], pipe.recognizer.backbone, pipe.config.recognizer.input_size)
             return pipe.recognizer(xr.view(batch, k, *xr.shape[1:]))
 
     run()  # warm-up
@@ -78,7 +79,7 @@ def throughput(pipe: Pipeline, frames, k: int, batch: int, repeats: int = 3) -> 
 
 
 def _load(checkpoint: str, device: str) -> Pipeline:
-    if checkpoint != str(DEFAULT_CHECKPOINT) or DEFAULT_CHECKPOINT.is_dir():
+    if checkpoint != str(BUNDLED_CHECKPOINT) or BUNDLED_CHECKPOINT.is_dir():
         return Pipeline.from_pretrained(checkpoint, device=device)
     log.warning("no checkpoint at %s: measuring an untrained pipeline (same architecture, same cost)", checkpoint)
     return Pipeline.build(PipelineConfig(class_names=[f"class_{i}" for i in range(10)]), device=device)

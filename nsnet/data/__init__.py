@@ -1,13 +1,14 @@
-"""Datasets: the synthetic benchmark, annotation readers, VideoDataset and caches.
+"""Datasets: records, annotation readers, the decoded-preview dataset, the feature cache.
 
-* :mod:`nsnet.data.synthetic` -- ``python -m nsnet make-synthetic``: the generated
-  untrimmed-video benchmark (ActivityNet v1.3 layout, with ground truth).
-* :mod:`nsnet.data.records`   -- :class:`VideoRecord`, the one record type.
+* :mod:`nsnet.data.records`   -- :class:`VideoRecord`, the one record type; ``VIDEO_EXTENSIONS``.
 * :mod:`nsnet.data.formats`   -- :func:`load_dataset`: ActivityNet JSON, Kinetics CSV,
   folder-per-class trees.
-* :mod:`nsnet.data.dataset`   -- :class:`VideoDataset` (decoded previews),
-  :class:`FeatureDataset` (cached features), :func:`collate_videos`.
-* :mod:`nsnet.data.cache`     -- :class:`FeatureCache`, :func:`cache_features`.
+* :mod:`nsnet.data.features`  -- cached frozen-backbone features of a dataset's previews
+  (what training and evaluation run on).
+* :mod:`nsnet.data.dataset`   -- :class:`VideoDataset`, decoded previews (fine-tuning).
+* :mod:`nsnet.data.cache`     -- :class:`FeatureCache`, the self-checking on-disk cache both use.
+* :mod:`nsnet.data.synthetic` -- ``nsnet make-synthetic``: the generated untrimmed-video
+  benchmark (ActivityNet v1.3 layout, with ground truth).
 
 Names are imported lazily, so ``make-synthetic`` does not pay for importing torch.
 """
@@ -16,10 +17,11 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "VideoRecord": "records", "DatasetError": "records", "segments_mask": "records",
+    "VideoRecord": "records", "DatasetError": "records", "segments_mask": "records", "VIDEO_EXTENSIONS": "records",
     "load_dataset": "formats",
-    "VideoDataset": "dataset", "FeatureDataset": "dataset", "collate_videos": "dataset",
-    "FeatureCache": "cache", "cache_features": "cache", "video_key": "cache",
+    "FeatureSet": "features", "build_feature_set": "features", "load_records": "features",
+    "VideoDataset": "dataset",
+    "FeatureCache": "cache", "video_key": "cache",
 }
 __all__ = sorted(_LAZY)
 

@@ -10,9 +10,9 @@
   :meth:`FeatureCache.get_or_compute` recomputes it.
 
 Keys built with :func:`video_key` include the file's size and modification time, so an
-edited video is never served stale features. :func:`cache_features` fills a cache with a
-frozen extractor over a :class:`~nsnet.data.dataset.VideoDataset`, in batches, with a
-progress bar.
+edited video is never served stale features. :mod:`nsnet.data.features` (frozen-backbone
+features for training and evaluation) and :class:`~nsnet.data.dataset.VideoDataset`
+(decoded previews for fine-tuning) are its two users.
 """
 from __future__ import annotations
 
@@ -29,9 +29,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from tqdm.auto import tqdm
 
-__all__ = ["FeatureCache", "video_key", "cache_features"]
+__all__ = ["FeatureCache", "video_key"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,10 @@ def video_key(path: str | os.PathLike, **extra) -> dict:
 
     Raises ``FileNotFoundError`` (an ``OSError``) when the file does not exist.
     """
-    p = Path(path).resolve()
+    try:
+        p = Path(path).resolve()
+    except RuntimeError:  # a symlink loop (Python < 3.13 raises RuntimeError, not OSError)
+        raise OSError(f"{path}: symbolic link loop") from None
     st = p.stat()
     return {"video": str(p), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, **extra}
 
@@ -142,60 +144,3 @@ class FeatureCache:
             tensors = _on_cpu(fn())
             self.put(key, tensors)
         return tensors
-
-
-def cache_features(
-    dataset,
-    extract_fn: Callable[[Tensor], Tensor],
-    cache: FeatureCache,
-    name: str,
-    batch: int = 64,
-    progress: bool = True,
-) -> dict[str, int]:
-    """Embed every readable video of ``dataset`` with ``extract_fn`` and cache the result.
-
-    ``extract_fn`` maps uint8 frames ``(N, H, W, 3)`` to features ``(N, D)`` (it does its
-    own preprocessing; it runs under ``torch.inference_mode``). Frames of several videos
-    are batched together, about ``batch`` frames per call. Each video's entry, under
-    ``dataset.feature_key(i, name)``, holds ``features`` ``(T, D)`` float32 and
-    ``timestamps_s`` ``(T,)`` float64. Videos already cached are not decoded; unreadable
-    ones are skipped (the dataset logs them). Returns counts ``computed``, ``cached``,
-    ``failed``.
-    """
-    counts = {"computed": 0, "cached": 0, "failed": 0}
-    pending: list[tuple[dict, dict]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        frames = torch.cat([item["frames"] for _, item in pending])  # (sum T, H, W, 3)
-        with torch.inference_mode():
-            feats = extract_fn(frames).float().cpu()  # (sum T, D)
-        if feats.ndim != 2 or feats.shape[0] != frames.shape[0]:
-            raise ValueError(f"extract_fn must return (N, D) for N={frames.shape[0]} frames, "
-                             f"got {tuple(feats.shape)}")
-        start = 0
-        for key, item in pending:
-            t = item["frames"].shape[0]
-            cache.put(key, {"features": feats[start : start + t].clone(), "timestamps_s": item["timestamps_s"]})
-            start += t
-            counts["computed"] += 1
-        pending.clear()
-
-    for i in tqdm(range(len(dataset)), desc=f"features {name}", unit="video", disable=not progress):
-        key = dataset.feature_key(i, name)
-        if key is not None and cache.get(key) is not None:  # verified, not just present
-            counts["cached"] += 1
-            continue
-        item = dataset[i] if key is not None else None
-        if item is None:
-            counts["failed"] += 1
-            continue
-        pending.append((key, item))
-        if sum(it["frames"].shape[0] for _, it in pending) >= batch:
-            flush()
-    flush()
-    if counts["failed"]:
-        log.warning("features %s: %d of %d videos could not be read and were skipped",
-                    name, counts["failed"], len(dataset))
-    return counts

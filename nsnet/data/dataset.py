@@ -13,41 +13,36 @@
                   the record has segments. EVALUATION ONLY: training must not read it.
 
 **Bad videos never end a run.** Missing or unreadable videos make ``__getitem__`` return
-``None`` (each failure is logged once per video, then summarised by :meth:`report`);
-:func:`collate_videos` drops the ``None`` items from a batch (and returns ``None`` for a
-batch with nothing left). To skip them up front instead, use :meth:`VideoDataset.prescan`,
-which probes every file (cheap: no decoding) and returns a dataset of the readable ones.
+``None`` (each failure is logged once per video, then summarised by :meth:`report`).
 
 With ``cache_dir`` the decoded previews are cached on disk (key: path, size, mtime, T,
 S, crop), so each video is decoded once (uint8: T*S*S*3 bytes a video, 2.4 MB at T=16,
-S=224; for frozen backbones prefer caching features, which are ~50x smaller). :class:`FeatureDataset` serves cached frozen-
-backbone features (filled by :func:`nsnet.data.cache.cache_features`) without decoding.
+S=224). This is what ``train --finetune`` reads; with frozen backbones training and
+evaluation cache features instead (:mod:`nsnet.data.features`, ~50x smaller).
 """
 from __future__ import annotations
 
 import logging
 import os
 
+import av
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ..errors import one_line
+from ..video import VideoError, VideoNotFoundError, read_clip
 from .cache import FeatureCache, video_key
 from .records import VideoRecord, segments_mask
 
-__all__ = ["VideoDataset", "FeatureDataset", "collate_videos"]
+__all__ = ["VideoDataset"]
 
 log = logging.getLogger(__name__)
 
 
-def _bad_video_errors() -> tuple[type[BaseException], ...]:
-    """What an unreadable video raises: nsnet.video errors, OS errors, raw FFmpeg errors."""
-    import av
-
-    from nsnet.video import VideoError
-
-    return (VideoError, OSError, av.FFmpegError)
+#: What an unreadable video raises: nsnet.video errors, OS errors, raw FFmpeg errors.
+BAD_VIDEO_ERRORS: tuple[type[BaseException], ...] = (VideoError, OSError, av.FFmpegError)
 
 
 def _center_crop(frames: np.ndarray) -> np.ndarray:
@@ -95,9 +90,6 @@ class VideoDataset(Dataset):
         """Cache key of record ``i``'s decoded previews (``None`` when the file is missing)."""
         return self._key(i, kind="previews")
 
-    def feature_key(self, i: int, name: str) -> dict | None:
-        """Cache key of record ``i``'s features from extractor ``name`` (``None`` if missing)."""
-        return self._key(i, kind="features", backbone=name)
 
     # -------------------------------------------------------------------------- decode
     def _fail(self, rec: VideoRecord, reason: str) -> None:
@@ -106,8 +98,6 @@ class VideoDataset(Dataset):
             log.warning("skipping video %s (%d unreadable so far): %s", rec.video_id, len(self.failures), reason)
 
     def _decode(self, rec: VideoRecord) -> dict[str, Tensor]:
-        from nsnet.video import read_clip
-
         clip = read_clip(rec.path, num_frames=self.num_frames, size=self.size, time_budget_s=self.time_budget_s)
         frames = _center_crop(clip.frames) if self.crop else clip.frames  # (T, S, S, 3) uint8
         return {"frames": torch.from_numpy(np.ascontiguousarray(frames)),
@@ -115,8 +105,6 @@ class VideoDataset(Dataset):
 
     def load(self, i: int) -> dict[str, Tensor]:
         """Frames and timestamps of record ``i``; raises ``VideoError`` / ``OSError`` on failure."""
-        from nsnet.video import VideoNotFoundError
-
         rec = self.records[i]
         if self.cache is None:
             return self._decode(rec)
@@ -129,8 +117,8 @@ class VideoDataset(Dataset):
         rec = self.records[i]
         try:
             data = self.load(i)
-        except _bad_video_errors() as e:
-            self._fail(rec, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except BAD_VIDEO_ERRORS as e:
+            self._fail(rec, one_line(e))
             return None
         item = {"frames": data["frames"], "label": rec.label_index, "timestamps_s": data["timestamps_s"],
                 "video_id": rec.video_id, "index": i}
@@ -138,94 +126,8 @@ class VideoDataset(Dataset):
             item["gt_mask"] = torch.from_numpy(segments_mask(data["timestamps_s"].numpy(), rec.segments))
         return item
 
-    # ------------------------------------------------------------------------- prescan
-    def valid_indices(self) -> list[int]:
-        """Indices of records whose file exists and probes as a video (no decoding).
-
-        Failures are counted in ``self.failures`` and logged in one summary warning.
-        """
-        from nsnet.video import probe
-
-        ok, bad = [], {}
-        for i, rec in enumerate(self.records):
-            try:
-                probe(rec.path, time_budget_s=self.time_budget_s)
-                ok.append(i)
-            except _bad_video_errors() as e:
-                bad[rec.video_id] = str(e)
-        if bad:
-            self.failures.update(bad)
-            first = next(iter(bad.items()))
-            log.warning("prescan: %d of %d videos are missing or unreadable and are skipped (first: %s)",
-                        len(bad), len(self.records), first[1])
-        return ok
-
-    def prescan(self) -> "VideoDataset":
-        """A dataset of the readable records only (same settings and cache)."""
-        keep = self.valid_indices()
-        ds = VideoDataset([self.records[i] for i in keep], self.class_names, self.num_frames, self.size,
-                          None, crop=self.crop, time_budget_s=self.time_budget_s)
-        ds.cache = self.cache
-        return ds
-
     def report(self) -> None:
         """Log one summary of the videos skipped so far in this process."""
         if self.failures:
             log.warning("%d of %d videos were skipped as unreadable (first: %s: %s)", len(self.failures),
                         len(self.records), *next(iter(self.failures.items())))
-
-
-class FeatureDataset(Dataset):
-    """Cached features of a :class:`VideoDataset`'s videos; never decodes.
-
-    Item: ``features`` float32 (T, D), ``label``, ``timestamps_s`` (T,), ``video_id``,
-    ``index`` and, with segments, ``gt_mask`` (evaluation only). A video absent from the
-    cache (never computed, or unreadable) gives ``None``, dropped by :func:`collate_videos`.
-    """
-
-    def __init__(self, videos: VideoDataset, cache: FeatureCache | str | os.PathLike, name: str) -> None:
-        self.videos = videos
-        self.cache = cache if isinstance(cache, FeatureCache) else FeatureCache(cache)
-        self.name = name
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i: int) -> dict | None:
-        key = self.videos.feature_key(i, self.name)
-        data = self.cache.get(key) if key is not None else None
-        if data is None:
-            return None
-        rec = self.videos.records[i]
-        item = {"features": data["features"], "label": rec.label_index, "timestamps_s": data["timestamps_s"],
-                "video_id": rec.video_id, "index": i}
-        if rec.segments is not None:
-            item["gt_mask"] = torch.from_numpy(segments_mask(data["timestamps_s"].numpy(), rec.segments))
-        return item
-
-
-def collate_videos(batch: list[dict | None]) -> dict | None:
-    """Batch items, dropping ``None`` (unreadable videos); ``None`` if nothing is left.
-
-    Tensors are stacked (``frames`` -> (B, T, S, S, 3), ``gt_mask`` -> (B, T) only when
-    every item has one), ints become a (B,) int64 tensor, strings a list.
-    """
-    items = [b for b in batch if b is not None]
-    if not items:
-        return None
-    out: dict = {}
-    keys = set(items[0])
-    for k in sorted(keys):
-        if k == "gt_mask" and not all("gt_mask" in it for it in items):
-            continue
-        vals = [it[k] for it in items]
-        if isinstance(vals[0], Tensor):
-            shapes = {tuple(v.shape) for v in vals}
-            if len(shapes) > 1:
-                raise ValueError(f"cannot batch {k!r} of shapes {sorted(shapes)}; use crop=True or batch size 1")
-            out[k] = torch.stack(vals)
-        elif isinstance(vals[0], int):
-            out[k] = torch.tensor(vals, dtype=torch.long)
-        else:
-            out[k] = vals
-    return out

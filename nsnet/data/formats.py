@@ -77,7 +77,7 @@ def index_videos(root: Path) -> dict[str, Path]:
 
 def read_class_names(path: Path) -> list[str]:
     """Class names from a ``classes.txt``: one per line, blank lines ignored."""
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
 
 
 def _class_list(explicit, near: Path, labels) -> list[str]:
@@ -137,7 +137,7 @@ def read_activitynet(ann_file: str | os.PathLike, video_root: str | os.PathLike 
     """Read an ActivityNet v1.3 JSON (see the module docstring)."""
     ann_file = Path(ann_file)
     try:
-        doc = json.loads(ann_file.read_text())
+        doc = json.loads(ann_file.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise DatasetError(f"{ann_file}: no such annotation file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -190,7 +190,7 @@ def read_kinetics_csv(csv_file: str | os.PathLike, video_root: str | os.PathLike
     """Read a Kinetics-style CSV (see the module docstring)."""
     csv_file = Path(csv_file)
     try:
-        with open(csv_file, newline="", encoding="utf-8") as f:
+        with open(csv_file, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             header = [h.strip() for h in (reader.fieldnames or [])]
             rows = list(reader)
@@ -247,7 +247,7 @@ def read_kinetics_csv(csv_file: str | os.PathLike, video_root: str | os.PathLike
 # ------------------------------------------------------------------------- folder tree
 def _read_split_file(split_file: Path, problems: Problems) -> dict[str, str]:
     subsets = {}
-    for lineno, line in enumerate(split_file.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(split_file.read_text(encoding="utf-8-sig").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

@@ -16,7 +16,7 @@ import numpy as np
 
 __all__ = ["VideoRecord", "DatasetError", "Problems", "normalise_subset", "segments_mask", "VIDEO_EXTENSIONS"]
 
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".3gp", ".gif")
 
 _SUBSET_ALIASES = {"train": "training", "training": "training", "val": "validation", "valid": "validation",
                    "validate": "validation", "validation": "validation", "test": "testing", "testing": "testing"}

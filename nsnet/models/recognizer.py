@@ -1,4 +1,4 @@
-"""The recognizer (NSNET.md section 7): a per-frame classifier averaged over K frames."""
+"""The recognizer (docs/method.md, "Recognition"): a per-frame classifier averaged over K frames."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..config import RecognizerConfig
 
-__all__ = ["RecognizerOutput", "Recognizer", "topk_labels"]
+__all__ = ["RecognizerOutput", "Recognizer", "class_probs", "topk_labels"]
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,13 @@ class Recognizer(nn.Module):
         """frames: (B, K, 3, S, S) normalised -> per-frame and mean probabilities."""
         b, k = frames.shape[:2]
         logits = self.forward_head(self.forward_features(frames.flatten(0, 1)))  # (B*K, C)
-        frame_probs = torch.softmax(logits.float(), dim=-1).view(b, k, -1)       # (B, K, C)
+        frame_probs = class_probs(logits).view(b, k, -1)                          # (B, K, C)
         return RecognizerOutput(frame_probs, frame_probs.mean(1))
+
+
+def class_probs(logits: Tensor) -> Tensor:
+    """Class probabilities (..., C) of recognizer logits (..., C), in float32."""
+    return torch.softmax(logits.float(), dim=-1)
 
 
 def topk_labels(probs: Tensor, class_names: list[str], k: int = 5) -> list[dict]:

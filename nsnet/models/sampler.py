@@ -1,4 +1,4 @@
-"""The NSNet sampler (NSNET.md sections 1, 2, 4 and 6).
+"""The NSNet sampler (docs/method.md: sampler features, frame level, video level, fusion).
 
 A light backbone maps each low-resolution preview frame to ``x_t``; a 1-D temporal
 convolution gives ``h_t``. Two heads score the frames:

@@ -14,18 +14,22 @@ goes bottom/right) and the inputs are normalised with mean = std = 0.5 on ``[0, 
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import re
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nsnet.models.backbones import Backbone, BackboneError, imagenet_categories
+from nsnet.models.backbones.base import Backbone, BackboneError, imagenet_categories
+from nsnet.models.backbones.registry import register_backbone
 
-__all__ = ["EfficientNetLite", "LITE_VARIANTS", "build_efficientnet_lite", "remap_state_dict"]
+__all__ = ["EfficientNetLite", "LITE_VARIANTS", "build_efficientnet_lite", "load_efficientnet_lite_weights",
+           "packaged_weights_path", "remap_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +163,7 @@ class EfficientNetLite(Backbone):
 
     ``forward_features``: ``(N, 3, H, W)`` -> ``(N, 1280)`` (global average pool after the
     head conv); ``forward_head``: dropout + linear -> ``(N, num_classes)``. Random init here;
-    :func:`build_efficientnet_lite` loads weights.
+    :func:`load_efficientnet_lite_weights` loads weights.
     """
 
     def __init__(
@@ -253,8 +257,6 @@ def remap_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
 
 def packaged_weights_path(variant: str) -> str:
     """Path of the ImageNet state dict shipped by the variant's pip package."""
-    import importlib
-
     v = LITE_VARIANTS[variant]
     try:
         mod = importlib.import_module(v.module)
@@ -268,25 +270,37 @@ def packaged_weights_path(variant: str) -> str:
 
 def build_efficientnet_lite(
     variant: str,
-    pretrained: bool = True,
+    weights: str | None = None,
     class_names: list[str] | None = None,
     **kwargs,
 ) -> EfficientNetLite:
-    """Build EfficientNet-Lite ``variant``; with ``pretrained`` load the packaged ImageNet weights.
+    """Build EfficientNet-Lite ``variant`` with random weights, shaped for ``weights`` if given.
 
-    ``class_names`` is ignored (the head's labels are ImageNet's when the weights are loaded,
-    ``None`` otherwise). Other kwargs go to :class:`EfficientNetLite` (``dropout``,
-    ``drop_path_rate``, ``tf_same_padding``; ``num_classes`` only without weights).
+    ``weights`` (the file from :func:`packaged_weights_path`) fixes the 1000-class ImageNet
+    head; :func:`load_efficientnet_lite_weights` loads it. ``class_names`` is ignored (the
+    head's labels are ImageNet's once the weights are loaded, ``None`` until then). Other
+    kwargs go to :class:`EfficientNetLite` (``dropout``, ``drop_path_rate``,
+    ``tf_same_padding``; ``num_classes`` only without weights).
     """
     if variant not in LITE_VARIANTS:
         raise BackboneError(f"unknown EfficientNet-Lite variant {variant!r}; valid: {', '.join(LITE_VARIANTS)}")
-    if not pretrained:
-        return EfficientNetLite(variant, kwargs.pop("num_classes", 1000), head_labels=None, **kwargs)
+    num_classes = kwargs.pop("num_classes", 1000)
+    if weights is not None:
+        num_classes = 1000  # the checkpoint fixes the ImageNet head
+    return EfficientNetLite(variant, num_classes, head_labels=None, **kwargs)
 
-    path = packaged_weights_path(variant)
-    kwargs.pop("num_classes", None)
-    model = EfficientNetLite(variant, 1000, head_labels=list(imagenet_categories()), **kwargs)
-    state_dict = torch.load(path, map_location="cpu", weights_only=True)
+
+def load_efficientnet_lite_weights(model: EfficientNetLite, weights: str, **kwargs) -> None:
+    """Load the packaged ImageNet state dict at ``weights`` into ``model`` and label its head."""
+    state_dict = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(remap_state_dict(state_dict), strict=True)
-    log.info("efficientnet_%s: loaded ImageNet weights from %s", variant, path)
-    return model
+    model.head_labels = list(imagenet_categories())
+    log.info("efficientnet_%s: loaded ImageNet weights from %s", model.variant, weights)
+
+
+for _variant in LITE_VARIANTS:  # efficientnet_lite0, efficientnet_lite2
+    register_backbone(
+        f"efficientnet_{_variant}",
+        find_weights=partial(packaged_weights_path, _variant),
+        load_weights=load_efficientnet_lite_weights,
+    )(partial(build_efficientnet_lite, _variant))

@@ -1,7 +1,7 @@
 """The end-to-end NSNet pipeline: frames -> sampler -> top-K -> recognizer -> labels.
 
 ``Pipeline.from_pretrained(folder or hub id)`` rebuilds a pipeline from a checkpoint
-folder (``config.json`` + ``model.safetensors``; loading never unpickles) and
+folder (see :mod:`nsnet.inference.checkpoint`; loading never unpickles) and
 ``save_pretrained(folder)`` writes one. Frozen pretrained backbones are not stored:
 they come from their packages, so a checkpoint holds only what was trained.
 
@@ -14,40 +14,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__
-from .config import ConfigError, PipelineConfig
+from .. import __version__
+from ..config import ConfigError, PipelineConfig
+from ..models.backbones import create_backbone
+from ..models.recognizer import Recognizer
+from ..models.sampler import NSNetSampler
+from ..video import Clip, read_clip
+from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from .flops import count_gflops
-from .models.backbones import create_backbone
-from .models.recognizer import Recognizer, topk_labels
-from .models.sampler import NSNetSampler
-from .models.selection import fuse, random_indices, select_topk, uniform_indices
+from .result import PipelineResult
 
-__all__ = ["Pipeline", "PipelineResult", "CheckpointError", "DEFAULT_CHECKPOINT", "resolve_device"]
+__all__ = ["Pipeline", "resolve_device", "Progress"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "demo-model"
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
 Progress = Callable[[str, float], None]  # (stage, fraction done in [0, 1])
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, incomplete or does not match its config."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -60,135 +51,29 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-@dataclass(frozen=True)
-class PipelineResult:
-    """Per-frame outputs for one video plus the decision for one (K, lam).
-
-    Vectors are numpy arrays; ``to_dict()`` gives the ``predict --json`` schema.
-    ``frame_probs`` (recognizer probabilities on every preview) is present when the
-    pipeline ran with ``dense=True``; it lets ``rerank`` change K or lam, and ``compare``
-    score the baselines, without running a network again.
-    """
-
-    video: dict[str, Any]            # {path, duration_s, fps, width, height, num_frames}
-    timestamps_s: np.ndarray         # (T,) seconds
-    frame_scores: np.ndarray         # (T,) p_t, frame-level saliency
-    attention: np.ndarray            # (T,) g_t, video-level attention
-    fused: np.ndarray                # (T,) s_t
-    selected: np.ndarray             # (K,) ascending preview indices
-    probs: np.ndarray                # (C,) video prediction from the selected frames
-    class_names: list[str]
-    timings_ms: dict[str, float]     # decode, sampler, recognizer, total
-    gflops: dict[str, float]         # sampler, recognizer, total, dense
-    lam: float
-    device: str
-    trained: bool = True
-    repeated: bool = False           # the video had fewer distinct frames than T
-    frame_probs: np.ndarray | None = field(default=None, repr=False)  # (T, C)
-    dense_recognizer_ms: float | None = None  # measured time of the recognizer on all T previews
-    frames: np.ndarray | None = field(default=None, repr=False, compare=False)  # (T, H, W, 3) uint8
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.fused.shape[0])
-
-    @property
-    def k(self) -> int:
-        return int(self.selected.shape[0])
-
-    @property
-    def labels(self) -> list[dict]:
-        return topk_labels(torch.from_numpy(self.probs), self.class_names, 5)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``python -m nsnet predict --json`` object (see README, "Interfaces")."""
-        return {
-            "video": dict(self.video),
-            "timestamps_s": [round(float(x), 4) for x in self.timestamps_s],
-            "frame_scores": [float(x) for x in self.frame_scores],
-            "attention": [float(x) for x in self.attention],
-            "fused": [float(x) for x in self.fused],
-            "selected": [int(i) for i in self.selected],
-            "labels": self.labels,
-            "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
-            "gflops": {k: round(float(v), 4) for k, v in self.gflops.items()},
-        }
-
-    def teacher_curve(self) -> np.ndarray:
-        """(T,) recognizer confidence of the predicted class on every preview (needs dense)."""
-        self._need_dense("the teacher curve")
-        return self.frame_probs[:, int(np.argmax(self.probs))]
-
-    def rerank(self, k: int, lam: float) -> "PipelineResult":
-        """The decision for another K or lam, from the cached per-frame outputs only.
-
-        The recognizer time is scaled per frame from this run's measurement.
-        """
-        self._need_dense("re-ranking")
-        PipelineConfig.validate(self.num_frames, k, lam)
-        fused = fuse(torch.from_numpy(self.frame_scores), torch.from_numpy(self.attention), lam)
-        selected = select_topk(fused, k).numpy()
-        per_frame_gf = self.gflops["dense"] / self.num_frames
-        rec_ms = self.timings_ms["recognizer"] * k / max(1, self.k)
-        timings = dict(self.timings_ms, recognizer=rec_ms)
-        timings["total"] = timings["decode"] + timings["sampler"] + rec_ms
-        gflops = dict(self.gflops, recognizer=per_frame_gf * k)
-        gflops["total"] = gflops["sampler"] + gflops["recognizer"]
-        return dataclasses.replace(self, fused=fused.numpy(), selected=selected, lam=float(lam),
-                                   probs=self.frame_probs[selected].mean(0), timings_ms=timings, gflops=gflops)
-
-    def compare(self, seed: int = 0) -> list[dict[str, Any]]:
-        """NSNet-K vs uniform-K vs random-K vs dense-T on this clip (needs dense).
-
-        Each row: method, frames (indices), label, score, gflops, ms. The ms of the
-        baselines are decode + their recognizer frames at this run's measured per-frame cost.
-        """
-        self._need_dense("the comparison table")
-        t, k = self.num_frames, self.k
-        per_frame_gf = self.gflops["dense"] / t
-        per_frame_ms = (self.dense_recognizer_ms or self.timings_ms["recognizer"] * t / k) / t
-        decode = self.timings_ms["decode"]
-        gen = torch.Generator().manual_seed(seed)
-        rows = [("NSNet", list(map(int, self.selected)), self.gflops["total"], self.timings_ms["total"]),
-                ("uniform", uniform_indices(t, k), per_frame_gf * k, decode + per_frame_ms * k),
-                ("random", random_indices(t, k, gen), per_frame_gf * k, decode + per_frame_ms * k),
-                ("dense", list(range(t)), self.gflops["dense"], decode + per_frame_ms * t)]
-        out = []
-        for method, idx, gf, ms in rows:
-            probs = self.frame_probs[idx].mean(0)
-            top = int(np.argmax(probs))
-            out.append({"method": method, "frames": idx, "label": self.class_names[top],
-                        "score": float(probs[top]), "gflops": float(gf), "ms": float(ms)})
-        return out
-
-    def _need_dense(self, what: str) -> None:
-        if self.frame_probs is None:
-            raise ValueError(f"{what} needs per-frame recognizer outputs: run the pipeline with dense=True")
-
-
 class Pipeline:
     """Sampler + recognizer on one device, with the config that rebuilds them."""
 
     def __init__(self, config: PipelineConfig, sampler: NSNetSampler, recognizer: Recognizer,
                  device: str | torch.device = "auto") -> None:
         self.config = config
-        self.device = resolve_device(device)
-        self.sampler = sampler.to(self.device).eval()
-        self.recognizer = recognizer.to(self.device).eval()
-        self._amp_dtype: torch.dtype | None = None
-        if self.device.type == "cuda":
-            self.sampler.to(memory_format=torch.channels_last)
-            self.recognizer.to(memory_format=torch.channels_last)
-            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.sampler = sampler.eval()
+        self.recognizer = recognizer.eval()
         self._gflops: dict[tuple, float] = {}
         self._gflops_lock = threading.Lock()  # the FLOP counter is a global mode: one count at a time
+        self.to(device)
 
     # ----------------------------------------------------------------- building
     @classmethod
     def build(cls, config: PipelineConfig, device: str | torch.device = "auto") -> "Pipeline":
-        """Build from a config; backbones load their pretrained weights when the config says so."""
+        """Build from a config; backbones load their pretrained weights when the config says so.
+
+        The pipeline keeps a copy of ``config`` (with ``sampler.num_classes`` filled in);
+        the caller's object is left as it was.
+        """
         if not config.class_names:
             raise ConfigError("the pipeline config needs class_names")
+        config = PipelineConfig.from_dict(config.to_dict())
         config.sampler.num_classes = len(config.class_names)
         s_cfg, r_cfg = config.sampler, config.recognizer
         sampler = NSNetSampler(s_cfg, create_backbone(s_cfg.backbone, pretrained=s_cfg.backbone_pretrained))
@@ -200,24 +85,26 @@ class Pipeline:
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, device: str | torch.device = "auto") -> "Pipeline":
         """Load a checkpoint folder, or a Hugging Face Hub repo id holding one."""
-        from safetensors.torch import load_file
-
-        folder = _resolve_checkpoint(path_or_id)
-        config = PipelineConfig.load(folder / CONFIG_NAME)
+        folder, config, state = read_checkpoint(path_or_id)
         pipe = cls.build(config, device="cpu")
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
-        try:
-            state = load_file(str(weights))
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
         pipe.load_trained_state(state)
         log.info("loaded checkpoint %s (%d classes, trained=%s)", folder, config.num_classes, config.trained)
         return pipe.to(device)
 
     def to(self, device: str | torch.device) -> "Pipeline":
-        return Pipeline(self.config, self.sampler, self.recognizer, device)
+        """Move both networks to ``device`` in place (like ``nn.Module.to``) and return self.
+
+        On CUDA the networks use channels-last memory and autocast (bf16, else fp16).
+        """
+        self.device = resolve_device(device)
+        self.sampler.to(self.device)
+        self.recognizer.to(self.device)
+        self._amp_dtype: torch.dtype | None = None
+        if self.device.type == "cuda":
+            self.sampler.to(memory_format=torch.channels_last)
+            self.recognizer.to(memory_format=torch.channels_last)
+            self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return self
 
     def _stored_prefixes(self) -> list[str]:
         """Backbones that are frozen and pretrained come from their packages: not stored."""
@@ -249,40 +136,22 @@ class Pipeline:
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """Write ``config.json`` + ``model.safetensors`` atomically (a half-written folder never appears)."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(self.config.meta, nsnet_version=__version__, torch_version=torch.__version__)
-        config = dataclasses.replace(self.config, meta=meta)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            config.save(tmp / CONFIG_NAME)
-            save_file(self.trained_state_dict(), str(tmp / WEIGHTS_NAME))
-            for path in (tmp / CONFIG_NAME, tmp / WEIGHTS_NAME):  # mkdtemp is private; the checkpoint is not
-                path.chmod(0o666 & ~umask)
-            tmp.chmod(0o777 & ~umask)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        log.info("saved checkpoint to %s", folder)
-        return folder
+        return write_checkpoint(folder, dataclasses.replace(self.config, meta=meta), self.trained_state_dict())
 
     # ----------------------------------------------------------------- running
     @property
     def class_names(self) -> list[str]:
         return self.recognizer.class_names
 
-    def _autocast(self):
+    def autocast(self):
+        """Autocast on CUDA (bf16, else fp16); a no-op on CPU."""
         if self._amp_dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
 
-    def _prepare(self, frames: Tensor, backbone, size: int) -> Tensor:
+    def prepare(self, frames: Tensor, backbone, size: int) -> Tensor:
+        """uint8 frames (N, H, W, 3) -> normalised (N, 3, S, S) on the device (channels-last on CUDA)."""
         x = backbone.preprocess(frames.to(self.device), size)  # (N, 3, S, S)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -317,8 +186,8 @@ class Pipeline:
         """Per-frame class probabilities of uint8 frames (N, H, W, 3) -> (N, C) float32 on the CPU."""
         step, outs = self._step(frames.shape[0]), []
         for i in range(0, frames.shape[0], step):
-            with self._autocast():
-                x = self._prepare(frames[i:i + step], self.recognizer.backbone, self.config.recognizer.input_size)
+            with self.autocast():
+                x = self.prepare(frames[i:i + step], self.recognizer.backbone, self.config.recognizer.input_size)
                 outs.append(self.recognizer(x.unsqueeze(0)).frame_probs[0].float().cpu())  # (step, C)
         return torch.cat(outs)
 
@@ -335,8 +204,8 @@ class Pipeline:
                  (self.recognizer, self.config.recognizer.input_size, self._step(batch_size)))
         for i, (module, size, step) in enumerate(parts):
             for start in range(0, frames.shape[0], step):
-                with self._autocast():
-                    x = self._prepare(frames[start:start + step], module.backbone, size)
+                with self.autocast():
+                    x = self.prepare(frames[start:start + step], module.backbone, size)
                     outs[i].append(module.backbone.forward_features(x).float().cpu())
         return torch.cat(outs[0]), torch.cat(outs[1])
 
@@ -347,7 +216,8 @@ class Pipeline:
         """Score uint8 frames (T, H, W, 3) and recognise the top K.
 
         With ``dense=True`` the recognizer also runs on the other T - K previews (timed
-        separately), which enables ``rerank``, ``compare`` and ``teacher_curve``.
+        separately), which enables :mod:`nsnet.inference.methods` (``rerank``, ``compare``,
+        ``teacher_curve``).
         """
         report = progress or (lambda stage, frac: None)
         frames = torch.as_tensor(frames)
@@ -360,8 +230,8 @@ class Pipeline:
 
         report("sampler", 0.0)
         start = time.perf_counter()
-        with self._autocast():
-            xs = self._prepare(frames, self.sampler.backbone, self.config.sampler.input_size)
+        with self.autocast():
+            xs = self.prepare(frames, self.sampler.backbone, self.config.sampler.input_size)
             out = self.sampler(xs.unsqueeze(0), k, lam)  # (1, T, ...) batch of one video
         self._sync()
         sampler_ms = (time.perf_counter() - start) * 1e3
@@ -404,8 +274,25 @@ class Pipeline:
                         "total": decode_ms + sampler_ms + recognizer_ms},
             gflops=self.gflops_per_video(t, k),
             lam=float(lam), device=str(self.device), trained=self.config.trained, repeated=repeated,
-            frame_probs=frame_probs, dense_recognizer_ms=dense_ms, frames=frames.cpu().numpy(),
+            frame_probs=frame_probs, dense_recognizer_ms=dense_ms,
         )
+
+    def read(self, path: str | os.PathLike, num_frames: int | None = None, *,
+             time_budget_s: float | None = 30.0) -> tuple[Clip, float]:
+        """Decode ``num_frames`` previews at the recognizer's size: (clip, decode milliseconds).
+
+        Raises ``nsnet.video.VideoError`` (one human line) for a file that cannot be used.
+        """
+        t = self.config.num_frames if num_frames is None else num_frames
+        start = time.perf_counter()
+        clip = read_clip(path, num_frames=t, size=self.config.recognizer.input_size, time_budget_s=time_budget_s)
+        return clip, (time.perf_counter() - start) * 1e3
+
+    def analyze_clip(self, clip: Clip, k: int | None = None, lam: float | None = None, *, dense: bool = False,
+                     decode_ms: float = 0.0, progress: Progress | None = None) -> PipelineResult:
+        """Run the pipeline on a decoded clip (its frames, timestamps and video facts)."""
+        return self(clip.frames, k, lam, dense=dense, timestamps_s=clip.timestamps_s, video=clip.info.to_dict(),
+                    decode_ms=decode_ms, repeated=clip.repeated, progress=progress)
 
     def analyze(self, path: str | os.PathLike, num_frames: int | None = None, k: int | None = None,
                 lam: float | None = None, *, dense: bool = False, time_budget_s: float | None = 30.0,
@@ -414,36 +301,13 @@ class Pipeline:
 
         Raises ``nsnet.video.VideoError`` (one human line) for a file that cannot be used.
         """
-        from .video import read_clip
-
         report = progress or (lambda stage, frac: None)
         t = self.config.num_frames if num_frames is None else num_frames
         PipelineConfig.validate(t, self.config.k if k is None else k, self.config.lam if lam is None else lam)
         report("decode", 0.0)
-        start = time.perf_counter()
-        clip = read_clip(path, num_frames=t, size=self.config.recognizer.input_size, time_budget_s=time_budget_s)
-        decode_ms = (time.perf_counter() - start) * 1e3
+        clip, decode_ms = self.read(path, t, time_budget_s=time_budget_s)
 
         def scaled(stage: str, frac: float) -> None:  # decode is the first ~third of the bar
             report(stage, 0.3 + 0.7 * frac)
 
-        return self(clip.frames, k, lam, dense=dense, timestamps_s=clip.timestamps_s, video=clip.info.to_dict(),
-                    decode_ms=decode_ms, repeated=clip.repeated, progress=scaled)
-
-
-def _resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        if not (path / CONFIG_NAME).is_file():
-            raise CheckpointError(f"{path}: not a checkpoint folder (no {CONFIG_NAME})")
-        return path
-    text = str(path_or_id)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"checkpoint not found: {text} (expected a folder with {CONFIG_NAME} "
-                              f"and {WEIGHTS_NAME}, or a Hugging Face Hub id 'user/name')")
-    try:  # a hub id: only reached when the user asks for one; never in tests or the default app
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME]))
-    except Exception as exc:
-        raise CheckpointError(f"could not fetch checkpoint {text!r} from the Hugging Face Hub: {exc}") from None
+        return self.analyze_clip(clip, k, lam, dense=dense, decode_ms=decode_ms, progress=scaled)

@@ -3,13 +3,15 @@
 With frozen backbones every video is decoded and embedded once; the features go to an
 on-disk cache keyed by video, T, input sizes and backbone (name plus a fingerprint of
 its weights), so later epochs, runs and evaluations never decode again. Videos that
-cannot be read are counted, logged once and skipped.
+cannot be read (any per-video failure: missing, damaged, lying metadata, a symlink loop)
+are counted, logged once and skipped; :func:`write_skipped` lists them next to a run's
+outputs.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,18 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import distributed as dist_utils
-from .pipeline import Pipeline
+from ..errors import one_line
+from ..inference import Pipeline
+from .. import distributed as dist_utils
+from ..video import VideoError, read_clip
+from .cache import FeatureCache, video_key
+from .formats import load_dataset
+from .records import segments_mask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureSet", "load_records", "build_feature_set", "default_cache_dir", "backbone_fingerprint"]
+__all__ = ["FeatureSet", "load_records", "build_feature_set", "default_cache_dir", "backbone_fingerprint",
+           "write_skipped"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class FeatureSet:
     labels: Tensor           # (N,) int64
     timestamps_s: Tensor     # (N, T) float64
     gt_mask: Tensor | None   # (N, T) bool, preview inside a ground-truth segment; None without segments
+    skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # video id -> (path, one-line reason)
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -49,8 +58,6 @@ def default_cache_dir(data: str | Path) -> Path:
 def load_records(data: str | Path, subset: str | None, *, video_root: str | Path | None = None,
                  max_videos: int | None = None):
     """Records and class names of one subset of a dataset (any format ``nsnet.data`` reads)."""
-    from .data.formats import load_dataset
-
     records, class_names = load_dataset(data, video_root=video_root, subset=subset)
     unlabelled = sum(r.label_index < 0 for r in records)
     if unlabelled:
@@ -74,8 +81,6 @@ def backbone_fingerprint(module: nn.Module) -> str:
 
 
 def _cache_key(record, pipe: Pipeline, num_frames: int, fingerprints: tuple[str, str]) -> dict:
-    from .data.cache import video_key
-
     cfg = pipe.config
     return video_key(record.path, t=num_frames,
                      sampler=f"{cfg.sampler.backbone}@{cfg.sampler.input_size}#{fingerprints[0]}",
@@ -88,10 +93,6 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
 
     Under DDP each rank fills its shard of the cache, then every rank reads all of it.
     """
-    from .data.cache import FeatureCache
-    from .data.records import segments_mask
-    from .video import VideoError, read_clip
-
     dist = dist or dist_utils.DistInfo()
     cache = FeatureCache(Path(cache_dir))
     prints = (backbone_fingerprint(pipe.sampler.backbone), backbone_fingerprint(pipe.recognizer.backbone))
@@ -110,7 +111,10 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
             done[record.video_id] = cache.get_or_compute(_cache_key(record, pipe, num_frames, prints),
                                                          lambda: compute(record))
         except (VideoError, OSError) as exc:
-            failed[record.video_id] = str(exc)
+            failed[record.video_id] = one_line(exc)
+        except Exception as exc:  # one bad video never ends a run: lying metadata, a loop, ...
+            failed[record.video_id] = f"{record.path}: {type(exc).__name__}: {one_line(exc)}"
+            log.debug("video %s failed", record.video_id, exc_info=True)
 
     for record in tqdm(records[dist.rank::dist.world_size], desc="features", unit="video",
                        disable=not (progress and dist.is_main)):
@@ -121,12 +125,13 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
             fetch(record)
     kept = [r for r in records if r.video_id in done]
     items = [done[r.video_id] for r in kept]
-    if failed:
+    if failed and dist.is_main:
         first = next(iter(failed.items()))
         log.warning("skipped %d of %d videos that could not be read (first: %s: %s)",
                     len(failed), len(records), *first)
     if not kept:
-        raise FileNotFoundError("none of the videos could be read")
+        first = next(iter(failed.values()), "no videos")
+        raise FileNotFoundError(f"none of the {len(records)} videos could be read (first: {first})")
     ts = torch.stack([it["timestamps_s"] for it in items])
     has_segments = all(getattr(r, "segments", None) is not None for r in kept)
     gt = (torch.from_numpy(np.stack([segments_mask(ts[i].numpy(), r.segments) for i, r in enumerate(kept)]))
@@ -135,4 +140,17 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
                       sampler=torch.stack([it["sampler"] for it in items]).float(),
                       recognizer=torch.stack([it["recognizer"] for it in items]).float(),
                       labels=torch.tensor([r.label_index for r in kept], dtype=torch.long),
-                      timestamps_s=ts, gt_mask=gt)
+                      timestamps_s=ts, gt_mask=gt,
+                      skipped={r.video_id: (str(r.path), failed[r.video_id]) for r in records if r.video_id in failed})
+
+
+def write_skipped(path: str | Path, skipped: dict[str, tuple[str, str]]) -> Path | None:
+    """Write ``video_id<TAB>path<TAB>reason`` lines (nothing, and None, when no video was skipped)."""
+    if not skipped:
+        return None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["video_id\tpath\treason"] + [f"{vid}\t{p}\t{why}" for vid, (p, why) in skipped.items()]
+    path.write_text("\n".join(lines) + "\n")
+    log.warning("the %d skipped videos are listed in %s", len(skipped), path)
+    return path

@@ -1,4 +1,4 @@
-"""``python -m nsnet predict VIDEO``: saliency curves, selected frames and labels for one video."""
+"""``nsnet predict VIDEO``: saliency curves, selected frames and labels for one video."""
 from __future__ import annotations
 
 import argparse
@@ -6,16 +6,19 @@ import json
 import logging
 import sys
 
-from .pipeline import DEFAULT_CHECKPOINT, Pipeline
+from ..inference import Pipeline
+from ..video import VideoError
+from .common import default_checkpoint
 
 log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nsnet predict", description=__doc__)
+    p = argparse.ArgumentParser(prog="nsnet predict", description=__doc__)
     p.add_argument("video", help="path to a video file")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT),
-                   help="checkpoint folder or Hugging Face Hub id (default: the bundled demo model)")
+    p.add_argument("--checkpoint", default=default_checkpoint(),
+                   help="checkpoint folder or Hugging Face Hub id (default: $NSNET_CHECKPOINT, else the bundled "
+                        "demo model)")
     p.add_argument("--frames", "-T", type=int, default=None, help="preview frames T (default: the checkpoint's)")
     p.add_argument("--k", "-K", type=int, default=None, help="frames kept for the recognizer (default: the checkpoint's)")
     p.add_argument("--lam", type=float, default=None, help="fusion weight of the frame-level branch in [0, 1]")
@@ -38,8 +41,6 @@ def _summary(result) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .video import VideoError
-
     try:
         pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
         budget = {} if args.time_budget_s is None else {"time_budget_s": args.time_budget_s}

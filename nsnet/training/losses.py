@@ -1,4 +1,4 @@
-"""NSNet training losses (NSNET.md sections 2, 4 and 5).
+"""NSNet training losses (docs/method.md, "Frame level", "Video level" and "Training").
 
 ``L = L_frame + alpha * L_sal + beta * L_non``:
 

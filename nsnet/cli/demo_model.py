@@ -1,4 +1,4 @@
-"""``python -m nsnet demo-model``: rebuild the bundled demo checkpoint from scratch.
+"""``nsnet demo-model``: rebuild the bundled demo checkpoint from scratch.
 
 1. generate the synthetic benchmark (``make-synthetic``, training seed);
 2. train NSNet on its training subset (``train``);
@@ -18,13 +18,18 @@ import shutil
 import time
 from pathlib import Path
 
+from ..data.formats import read_activitynet
+from ..data.synthetic import main as make_synthetic
+from . import evaluate as evaluate_cli
+from . import train as train_cli
+
 log = logging.getLogger(__name__)
 
 EXAMPLES = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nsnet demo-model", description=__doc__,
+    p = argparse.ArgumentParser(prog="nsnet demo-model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="assets", help="where demo-model/ and examples/ are written")
     p.add_argument("--workdir", default="runs/demo", help="generated data and caches")
@@ -48,23 +53,22 @@ def _run(step: str, fn, argv: list[str]) -> None:
 
 def _copy_examples(data: Path, dest: Path, count: int) -> None:
     """A few held-out clips (one per class where possible) plus their annotations."""
-    ann = json.loads((data / "annotations.json").read_text())
+    records, _ = read_activitynet(data / "annotations.json")
     seen, chosen = set(), []
-    for vid, entry in sorted(ann["database"].items()):
-        label = entry["annotations"][0]["label"] if entry["annotations"] else None
-        if label in seen or not 8 <= entry["duration"] <= 20:
+    for rec in sorted(records, key=lambda r: r.video_id):
+        if rec.label in seen or rec.duration is None or not 8 <= rec.duration <= 20:
             continue
-        seen.add(label)
-        chosen.append(vid)
+        seen.add(rec.label)
+        chosen.append(rec)
         if len(chosen) == count:
             break
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    for vid in chosen:
-        src = next(data.glob(f"**/{vid}.mp4"))
-        shutil.copy2(src, dest / src.name)
-    sub = dict(ann, database={vid: ann["database"][vid] for vid in chosen})
+    for rec in chosen:
+        shutil.copy2(rec.path, dest / Path(rec.path).name)
+    ann = json.loads((data / "annotations.json").read_text())  # the subset keeps the file's own layout
+    sub = dict(ann, database={rec.video_id: ann["database"][rec.video_id] for rec in chosen})
     (dest / "annotations.json").write_text(json.dumps(sub, indent=2) + "\n")
     shutil.copy2(data / "classes.txt", dest / "classes.txt")
     log.info("copied %d example clips to %s", len(chosen), dest)
@@ -89,10 +93,6 @@ def _results_markdown(val: dict, held: dict, meta: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .data.synthetic import main as make_synthetic
-    from .evaluate import main as evaluate
-    from .train import main as train
-
     args = build_parser().parse_args(argv)
     out, work = Path(args.out), Path(args.workdir)
     model, data, heldout = out / "demo-model", work / "train-data", work / "heldout-data"
@@ -105,13 +105,13 @@ def main(argv: list[str] | None = None) -> int:
                   "--device", args.device]
     if args.train_config:
         train_argv += ["--config", args.train_config]
-    _run("train", train, train_argv)
+    _run("train", train_cli.main, train_argv)
     common = ["--checkpoint", str(model), "--cache-dir", str(work / "cache"), "--device", args.device, "--no-progress",
               "--plot-js", "cdn"]  # the bundled folder stays small
-    _run("evaluate validation", evaluate, ["--data", str(data), "--subset", "validation",
+    _run("evaluate validation", evaluate_cli.main, ["--data", str(data), "--subset", "validation",
                                            "--json", str(model / "eval_validation.json"),
                                            "--plot", str(model / "curve_validation.html")] + common)
-    _run("evaluate held-out", evaluate, ["--data", str(heldout), "--subset", "all",
+    _run("evaluate held-out", evaluate_cli.main, ["--data", str(heldout), "--subset", "all",
                                          "--json", str(model / "eval_heldout.json"),
                                          "--plot", str(model / "curve_heldout.html")] + common)
     _copy_examples(heldout, out / "examples", EXAMPLES)
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     held = json.loads((model / "eval_heldout.json").read_text())
     meta = json.loads((model / "config.json").read_text())["meta"]
     table = _results_markdown(val, held, meta)
-    (model / "RESULTS.md").write_text(f"# Demo model results\n\nBuilt by `python -m nsnet demo-model` in "
+    (model / "RESULTS.md").write_text(f"# Demo model results\n\nBuilt by `nsnet demo-model` in "
                                       f"{time.perf_counter() - started:.0f} s.\n\n{table}")
     print(table)
     return 0

@@ -3,7 +3,10 @@
 ``<model>`` is a hub id (``google/vit-base-patch16-224``, downloaded by transformers as
 usual) or a local folder written by ``save_pretrained``. Input statistics and size come from
 the folder's / repo's ``preprocessor_config.json`` when there is one, else ImageNet (or CLIP)
-defaults and ``config.image_size``. transformers is imported lazily, only by these builders.
+defaults and ``config.image_size``. With ``pretrained=True`` transformers' ``from_pretrained``
+both builds and loads (there is no separate weight loader); ``pretrained=False`` builds the
+architecture from the config with random weights. transformers is imported lazily, only by
+these builders: it is heavy and only ``hf:`` / ``clip:`` names need it.
 Like any ``nn.Module`` (and timm's ``create_model``) the built backbones start in train mode.
 """
 from __future__ import annotations
@@ -18,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nsnet.models.backbones import Backbone, BackboneError, replace_submodule
+from nsnet.models.backbones.base import Backbone, BackboneError, replace_submodule
+from nsnet.models.backbones.registry import register_backbone
 from nsnet.models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["CLIPZeroShot", "HFImageClassifier", "build_clip", "build_hf_classifier", "read_preprocessor_config"]
+__all__ = ["CLIPZeroShot", "HFImageClassifier", "build_clip", "build_hf_classifier", "hub_weights",
+           "read_preprocessor_config"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ def read_preprocessor_config(source: str, **hub_kwargs) -> dict[str, Any] | None
             return None
     else:
         try:
-            from transformers.utils import cached_file
+            from transformers.utils import cached_file  # lazy: heavy, only hf:/clip: need it
 
             path = cached_file(source, "preprocessor_config.json",
                                _raise_exceptions_for_missing_entries=False, **hub_kwargs)
@@ -100,6 +105,12 @@ def _accepts(fn, arg: str) -> bool:
         return arg in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
+
+def hub_weights(source: str) -> str:
+    """Where the pretrained weights of ``source`` are: the hub id or folder itself
+    (``from_pretrained`` finds, downloads and loads them while it builds the model)."""
+    return source
 
 
 # --------------------------------------------------------------------------- hf: classifiers
@@ -157,27 +168,29 @@ class HFImageClassifier(Backbone):
         return self.classifier(feats)  # (N, C)
 
 
+@register_backbone("hf:", find_weights=hub_weights, help="hf:<model id or folder>")
 def build_hf_classifier(
     source: str,
-    pretrained: bool = True,
+    weights: str | None = None,
     class_names: list[str] | None = None,
     **kwargs,
 ) -> HFImageClassifier:
-    """Build ``hf:<source>``: ``AutoModelForImageClassification.from_pretrained(source)``.
+    """Build ``hf:<source>``: ``AutoModelForImageClassification.from_pretrained(weights)``.
 
-    ``pretrained=False`` builds the same architecture from its config with random weights.
-    ``head_labels`` are the config's ``id2label``; ``class_names`` is ignored. Other kwargs go
-    to ``from_pretrained`` (``revision=``, ``local_files_only=``, ``dtype=`` defaults to float32).
+    ``weights`` is :func:`hub_weights`' answer (``source``); without it the same architecture
+    is built from its config with random weights. ``head_labels`` are the config's
+    ``id2label``; ``class_names`` is ignored. Other kwargs go to ``from_pretrained``
+    (``revision=``, ``local_files_only=``, ``dtype=`` defaults to float32).
     """
-    try:
+    try:  # lazy: heavy, only hf:/clip: need it
         from transformers import AutoConfig, AutoModelForImageClassification
     except ImportError as e:  # pragma: no cover - transformers is a project dependency
         raise BackboneError("hf: backbones need the 'transformers' package (pip install transformers)") from e
     hub = _hub_kwargs(kwargs)
     try:
-        if pretrained:
+        if weights is not None:
             kwargs.setdefault("dtype", torch.float32)
-            model = AutoModelForImageClassification.from_pretrained(source, **kwargs)
+            model = AutoModelForImageClassification.from_pretrained(weights, **kwargs)
         else:
             config = AutoConfig.from_pretrained(source, **hub)
             model = AutoModelForImageClassification.from_config(config)
@@ -256,9 +269,10 @@ class CLIPZeroShot(Backbone):
         return scale * feats @ self.text_embeds.to(feats.dtype).t()  # (N, C)
 
 
+@register_backbone("clip:", find_weights=hub_weights, help="clip:<model id or folder>")
 def build_clip(
     source: str,
-    pretrained: bool = True,
+    weights: str | None = None,
     class_names: list[str] | None = None,
     *,
     prompt: str = DEFAULT_PROMPT,
@@ -267,21 +281,22 @@ def build_clip(
     """Build ``clip:<source>``: ``CLIPModel`` + its tokenizer, zero-shot over ``class_names``.
 
     ``class_names`` is required; ``prompt`` is the template (``"a video of {}."``).
-    ``pretrained=False`` gives random weights from the config (the tokenizer still loads).
+    ``weights`` is :func:`hub_weights`' answer (``source``, loaded by ``from_pretrained``);
+    without it the weights are random, from the config (the tokenizer still loads).
     """
     if not class_names:
         raise BackboneError(f"clip:{source} is a zero-shot recognizer: pass class_names=[...]")
     if "{}" not in prompt:
         raise BackboneError(f"prompt template must contain '{{}}', got {prompt!r}")
-    try:
+    try:  # lazy: heavy, only hf:/clip: need it
         from transformers import AutoTokenizer, CLIPConfig, CLIPModel
     except ImportError as e:  # pragma: no cover
         raise BackboneError("clip: backbones need the 'transformers' package (pip install transformers)") from e
     hub = _hub_kwargs(kwargs)
     try:
-        if pretrained:
+        if weights is not None:
             kwargs.setdefault("dtype", torch.float32)
-            model = CLIPModel.from_pretrained(source, **kwargs)
+            model = CLIPModel.from_pretrained(weights, **kwargs)
         else:
             model = CLIPModel(CLIPConfig.from_pretrained(source, **hub))
         tokenizer = AutoTokenizer.from_pretrained(source, **hub)

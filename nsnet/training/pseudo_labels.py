@@ -1,4 +1,4 @@
-"""Frame pseudo labels from a frozen teacher (NSNET.md section 3).
+"""Frame pseudo labels from a frozen teacher (docs/method.md, "Pseudo labels").
 
 The teacher is the trained recognizer. For every preview frame its confidence in the
 video's ground-truth class, ``c_t = softmax(recognizer(frame_t))[y]``, says how salient
@@ -7,14 +7,15 @@ the frame is. Temporal ground truth is never used here.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from .models.selection import minmax_norm
+from ..models.selection import minmax_norm
 
-__all__ = ["RULES", "teacher_confidences", "make_pseudo_labels"]
+__all__ = ["RULES", "PseudoLabelRule", "teacher_confidences", "make_pseudo_labels"]
 
 Rule = Literal["relative", "topk", "threshold", "soft"]
 RULES: tuple[str, ...] = ("relative", "topk", "threshold", "soft")
@@ -61,3 +62,32 @@ def make_pseudo_labels(conf: Tensor, rule: Rule = "relative", *, gamma: float = 
     k = min(t, max(1, math.ceil(rho * t)))
     order = torch.sort(conf, dim=-1, descending=True, stable=True).indices[..., :k]
     return torch.zeros_like(conf).scatter_(-1, order, 1.0)
+
+
+@dataclass(frozen=True)
+class PseudoLabelRule:
+    """One pseudo-label rule and its knobs; the defaults are the project's (docs/method.md).
+
+    Training stores these as ``pseudo_rule``, ``gamma``, ``rho`` and ``tau`` in the
+    checkpoint's ``meta.train``; :meth:`from_train_meta` reads them back for evaluation.
+    """
+
+    rule: str = "threshold"   # best of the four rules on the benchmark (README, Ablations)
+    gamma: float = 0.8
+    rho: float = 0.25
+    tau: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"unknown pseudo-label rule {self.rule!r} (choose from {', '.join(RULES)})")
+
+    def __call__(self, conf: Tensor) -> Tensor:
+        """Frame targets (..., T) of teacher confidences (..., T)."""
+        return make_pseudo_labels(conf, self.rule, gamma=self.gamma, rho=self.rho, tau=self.tau)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_train_meta(cls, train: dict[str, Any]) -> "PseudoLabelRule":
+        """The rule a checkpoint was trained with (defaults for what its ``meta.train`` lacks)."""
+        d = cls()
+        return cls(rule=train.get("pseudo_rule", d.rule), gamma=train.get("gamma", d.gamma),
+                   rho=train.get("rho", d.rho), tau=train.get("tau", d.tau))

@@ -1,4 +1,4 @@
-"""``python -m nsnet ablate``: the choices NSNET.md leaves open, measured on a benchmark.
+"""The open design choices of the method (docs/method.md), measured on a benchmark; ``nsnet ablate`` runs it.
 
 The recognizer is trained once (stage 1); every variant then re-initialises and trains
 only the sampler (stages 2-3) on cached features, over several seeds, and is scored on
@@ -8,22 +8,21 @@ the fusion weight lam (a re-ranking of the default model, no training).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import logging
 import statistics
-from pathlib import Path
 
 import torch
 
-from .config import ConfigError
-from .distributed import DistInfo
+from ..data.features import build_feature_set, load_records
+from ..distributed import DistInfo
+from ..inference import Pipeline
+from ..models.sampler import NSNetSampler
+from ..training import TrainConfig, Trainer
+from ..training.trainer import teacher_pseudo_labels, train_recognizer, train_sampler
 from .evaluate import evaluate, frame_outputs
-from .features import build_feature_set, default_cache_dir, load_records
-from .models.sampler import NSNetSampler
-from .pipeline import Pipeline
-from .train import TrainConfig, _Trainer, teacher_pseudo_labels, train_recognizer, train_sampler
+
+__all__ = ["VARIANTS", "LAMS", "run", "markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +32,11 @@ VARIANTS: dict[str, dict] = {
     "pseudo: threshold (tau=0.5)": {"pseudo_rule": "threshold"},
     "pseudo: topk (rho=0.25)": {"pseudo_rule": "topk"},
     "pseudo: soft": {"pseudo_rule": "soft"},
-    "attention: softmax": {"attention": "softmax"},
+    "attention: softmax": {"sampler.attention": "softmax"},
     "L_non: background class": {"non_mode": "background"},
     "L_non: uniform KL": {"non_mode": "uniform"},
     "no L_non (beta=0)": {"beta": 0.0},
-    "sampler at 128 px": {"sampler_size": 128},
+    "sampler at 128 px": {"sampler.input_size": 128},
 }
 LAMS = (0.0, 0.25, 0.5, 0.75, 1.0)
 COLUMNS = ("nsnet", "frame_only", "attention_only", "uniform", "dense")
@@ -45,8 +44,8 @@ COLUMNS = ("nsnet", "frame_only", "attention_only", "uniform", "dense")
 
 def _sampler_variant(pipe: Pipeline, cfg: TrainConfig, seed: int) -> Pipeline:
     """A fresh sampler head for ``cfg`` on the same frozen backbone and trained recognizer."""
-    config = dataclasses.replace(pipe.config, sampler=cfg.pipeline_config(pipe.class_names).sampler)
-    config.sampler.num_classes = len(pipe.class_names)
+    sampler_cfg = dataclasses.replace(cfg.pipeline_config(pipe.class_names).sampler, num_classes=len(pipe.class_names))
+    config = dataclasses.replace(pipe.config, sampler=sampler_cfg)
     torch.manual_seed(seed)
     sampler = NSNetSampler(config.sampler, pipe.sampler.backbone)
     return Pipeline(config, sampler, pipe.recognizer, pipe.device)
@@ -57,25 +56,25 @@ def run(base: TrainConfig, val_subset: str, seeds: list[int]) -> dict:
     val_records, _ = load_records(base.data, val_subset, video_root=base.video_root)
     torch.manual_seed(base.seed)
     pipe = Pipeline.build(base.pipeline_config(class_names), device=base.device)
-    train_fs = build_feature_set(records, class_names, pipe, base.num_frames, base.cache_path, progress=base.progress)
-    val_fs = build_feature_set(val_records, class_names, pipe, base.num_frames, base.cache_path, progress=base.progress)
-    train_recognizer(_Trainer(base, pipe, DistInfo()), train_fs.recognizer, train_fs.labels, None)
+    t = base.pipeline.num_frames
+    train_fs = build_feature_set(records, class_names, pipe, t, base.cache_path, progress=base.progress)
+    val_fs = build_feature_set(val_records, class_names, pipe, t, base.cache_path, progress=base.progress)
+    train_recognizer(Trainer(base, pipe, DistInfo()), train_fs.recognizer, train_fs.labels, None)
     results: dict[str, dict] = {}
     for name, change in VARIANTS.items():
-        cfg = dataclasses.replace(base, **change)
+        cfg = base.replace(**change)
         tr, va = train_fs, val_fs
-        if cfg.sampler_size != base.sampler_size:  # other preview resolution: its own features
+        if cfg.pipeline.sampler.input_size != base.pipeline.sampler.input_size:  # its own features
             probe = _sampler_variant(pipe, cfg, base.seed)
-            tr = build_feature_set(records, class_names, probe, cfg.num_frames, cfg.cache_path, progress=cfg.progress)
-            va = build_feature_set(val_records, class_names, probe, cfg.num_frames, cfg.cache_path,
-                                   progress=cfg.progress)
+            tr = build_feature_set(records, class_names, probe, t, cfg.cache_path, progress=cfg.progress)
+            va = build_feature_set(val_records, class_names, probe, t, cfg.cache_path, progress=cfg.progress)
         runs = []
         for seed in seeds:
             variant = _sampler_variant(pipe, cfg, seed)
-            trainer = _Trainer(dataclasses.replace(cfg, seed=seed), variant, DistInfo())
+            trainer = Trainer(cfg.replace(seed=seed), variant, DistInfo())
             pseudo = teacher_pseudo_labels(variant, tr.recognizer, tr.labels, cfg)
             train_sampler(trainer, tr.sampler, tr.labels, pseudo, None)
-            variant.config.meta = {"train": dataclasses.asdict(cfg)}
+            variant.config.meta = {"train": cfg.to_dict()}
             out = frame_outputs(variant, va)
             runs.append({"eval": evaluate(variant, va, outputs=out),
                          "lam": {lam: evaluate(variant, va, lam=lam, outputs=out)["methods"]["nsnet"]["map"]
@@ -83,7 +82,7 @@ def run(base: TrainConfig, val_subset: str, seeds: list[int]) -> dict:
         results[name] = _summarise(runs)
         results[name]["gflops_nsnet"] = runs[0]["eval"]["methods"]["nsnet"]["gflops"]
         log.info("%s: NSNet mAP %.1f", name, 100 * results[name]["map"]["nsnet"])
-    return {"t": base.num_frames, "k": base.k, "seeds": seeds, "num_train": len(train_fs),
+    return {"t": t, "k": base.pipeline.k, "seeds": seeds, "num_train": len(train_fs),
             "num_val": len(val_fs), "variants": results}
 
 
@@ -116,32 +115,3 @@ def markdown(res: dict) -> str:
               "", "| lam | " + " | ".join(d["lam"]) + " |", "|---|" + "---:|" * len(d["lam"]),
               "| NSNet mAP | " + " | ".join(pct(v) for v in d["lam"].values()) + " |"]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m nsnet ablate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True)
-    p.add_argument("--val-subset", default="validation")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--config", default=None, help="JSON TrainConfig overrides for the base recipe")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--markdown", type=Path, default=None)
-    args = p.parse_args(argv)
-    try:
-        values = json.loads(Path(args.config).read_text()) if args.config else {}
-        cache = args.cache_dir or str(default_cache_dir(args.data))
-        base = TrainConfig(**{**values, "data": args.data, "cache_dir": cache, "progress": False,
-                              "save_state": False})
-        res = run(base, args.val_subset, args.seeds)
-    except (ConfigError, FileNotFoundError, OSError, TypeError) as exc:
-        log.error("%s", exc)
-        return 2
-    text = markdown(res)
-    print(text)
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
-    if args.markdown:
-        args.markdown.write_text(text)
-    return 0

@@ -1,4 +1,4 @@
-"""``python -m nsnet train``: the three-stage NSNet recipe (NSNET.md section 5).
+"""The three-stage NSNet training recipe (docs/method.md, "Training"); ``nsnet train`` runs it.
 
 1. Recognizer: a linear head on frozen backbone features of frames sampled across each
    training video (TSN-style previews), trained with only the video label.
@@ -24,15 +24,13 @@ loaded with ``weights_only=True``. Ground-truth segments are never read here.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -40,100 +38,22 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import distributed as dist_utils
-from .config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
+from ..config import ConfigError
+from ..data.dataset import VideoDataset
+from ..data.features import build_feature_set, load_records, write_skipped
+from ..errors import one_line
+from ..inference import CheckpointError, Pipeline, resolve_device
+from ..models.recognizer import class_probs
+from ..models.sampler import SamplerHeads
+from .. import distributed as dist_utils
+from .config import TrainConfig
 from .losses import NSNetLoss
-from .models.sampler import SamplerHeads
-from .pipeline import Pipeline, resolve_device
-from .pseudo_labels import RULES, make_pseudo_labels, teacher_confidences
+from .pseudo_labels import teacher_confidences
+
+__all__ = ["Trainer", "TrainResult", "train", "run", "train_recognizer", "teacher_pseudo_labels", "train_sampler",
+           "load_previews", "Previews"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run; saved into the checkpoint's ``meta.train``.
-
-    ``finetune=True`` also trains both backbones (at ``finetune_lr``; heads use ``lr``) on
-    decoded previews instead of cached features, and the checkpoint then stores them.
-    """
-
-    data: str = ""                       # dataset folder or annotation file (see nsnet.data)
-    video_root: str | None = None        # where the videos are, when not beside the annotations
-    out: str = "runs/nsnet"              # checkpoint folder to write
-    cache_dir: str | None = None         # feature cache (default: <data>/.nsnet-cache, shared with eval)
-    subset: str = "training"
-    max_videos: int | None = None
-    # pipeline
-    num_frames: int = 16
-    k: int = 4
-    lam: float = 0.5
-    sampler_backbone: str = "efficientnet_lite0"
-    sampler_size: int = 96               # 96 px keeps NSNet-K under 40% of dense-T GFLOPs (README)
-    recognizer_backbone: str = "efficientnet_lite2"
-    recognizer_size: int = 224
-    recognizer_head: str = "linear"
-    attention: str = "sigmoid"
-    hidden_dim: int = 256
-    temporal_kernel: int = 3
-    backbones_pretrained: bool = True
-    finetune: bool = False               # also train the backbones, on decoded previews (GPU use; see above)
-    # optimisation
-    recognizer_epochs: int = 40
-    sampler_epochs: int = 60
-    batch_size: int = 32                 # videos per step (per process)
-    lr: float = 2e-3                     # heads
-    finetune_lr: float = 1e-4            # backbones, with --finetune
-    weight_decay: float = 1e-4
-    seed: int = 0
-    # pseudo labels and losses
-    pseudo_rule: str = "threshold"       # best of the four rules on the benchmark (README, Ablations)
-    gamma: float = 0.8
-    rho: float = 0.25
-    tau: float = 0.5
-    alpha: float = 1.0
-    beta: float = 1.0
-    non_mode: str = "uniform"            # the background-class variant inverts the attention (README)
-    # runtime
-    device: str = "auto"
-    resume: bool = False
-    save_state: bool = True              # write the resumable state after every epoch
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.pseudo_rule not in RULES:
-            raise ConfigError(f"pseudo_rule must be one of {', '.join(RULES)}, got {self.pseudo_rule!r}")
-        if self.non_mode not in ("background", "uniform"):
-            raise ConfigError(f"non_mode must be 'background' or 'uniform', got {self.non_mode!r}")
-        PipelineConfig.validate(self.num_frames, self.k, self.lam)
-
-    def pipeline_config(self, class_names: list[str]) -> PipelineConfig:
-        # a recognizer with the backbone's own head is not trained, so its backbone stays frozen
-        tune_recognizer = self.finetune and self.recognizer_head == "linear"
-        return PipelineConfig(
-            class_names=list(class_names),
-            sampler=SamplerConfig(backbone=self.sampler_backbone, backbone_pretrained=self.backbones_pretrained,
-                                  freeze_backbone=not self.finetune,
-                                  input_size=self.sampler_size, hidden_dim=self.hidden_dim,
-                                  temporal_kernel=self.temporal_kernel, attention=self.attention),
-            recognizer=RecognizerConfig(backbone=self.recognizer_backbone, head=self.recognizer_head,
-                                        backbone_pretrained=self.backbones_pretrained,
-                                        freeze_backbone=not tune_recognizer,
-                                        input_size=self.recognizer_size),
-            num_frames=self.num_frames, k=self.k, lam=self.lam)
-
-    @property
-    def cache_path(self) -> Path:
-        """Feature / preview cache; by default beside the data, shared with ``eval``."""
-        from .features import default_cache_dir
-
-        return Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.data)
-
-    @property
-    def state_path(self) -> Path:
-        out = Path(self.out)
-        return out.with_name(out.name + ".train_state.pt")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -163,9 +83,8 @@ def load_previews(records, class_names: list[str], cfg: TrainConfig,
 
     Unreadable videos are logged and left out, as with cached features.
     """
-    from .data.dataset import VideoDataset
-
-    ds = VideoDataset(records, class_names, cfg.num_frames, cfg.recognizer_size, cfg.cache_path)
+    ds = VideoDataset(records, class_names, cfg.pipeline.num_frames, cfg.pipeline.recognizer.input_size,
+                      cfg.cache_path)
     for i in tqdm(range(info.rank, len(ds), info.world_size), desc="previews", unit="video",
                   disable=not (cfg.progress and info.is_main)):
         ds[i]  # decodes into the cache; a failure is recorded in ds.failures
@@ -236,7 +155,7 @@ def _param_groups(module: nn.Module, cfg: TrainConfig) -> list[dict]:
     return groups
 
 
-class _Trainer:
+class Trainer:
     """One optimisation stage over per-video tensors, with resume and DDP."""
 
     def __init__(self, cfg: TrainConfig, pipe: Pipeline, info: dist_utils.DistInfo) -> None:
@@ -296,7 +215,7 @@ class _Trainer:
     def _save_state(self, stage: str, epoch: int, opt, sched) -> None:
         state = {"stage": stage, "epoch": epoch, "model": self.pipe.trained_state_dict(),
                  "optim": opt.state_dict(), "sched": sched.state_dict(), "history": self.history[stage],
-                 "config": json.dumps(dataclasses.asdict(self.cfg))}
+                 "config": json.dumps(self.cfg.to_dict())}
         path = self.cfg.state_path
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -309,7 +228,7 @@ def _on(inputs: Inputs, device: torch.device) -> Inputs:
     return inputs.to(device) if isinstance(inputs, Tensor) else inputs
 
 
-def train_recognizer(trainer: _Trainer, inputs: Inputs, labels: Tensor, resume: dict | None) -> None:
+def train_recognizer(trainer: Trainer, inputs: Inputs, labels: Tensor, resume: dict | None) -> None:
     """Stage 1: per-frame cross-entropy of the recognizer (head, or backbone + head on previews),
     every frame carrying the video label."""
     device = trainer.pipe.device
@@ -335,12 +254,12 @@ def teacher_pseudo_labels(pipe: Pipeline, inputs: Inputs, labels: Tensor, cfg: T
     for b in range(0, n, step):
         x = inputs[torch.arange(b, min(n, b + step), device=pipe.device)].to(pipe.device)  # (B, T, ...)
         logits = teacher(x.flatten(0, 1))                                # (B*T, C)
-        probs.append(torch.softmax(logits.float(), -1).view(x.shape[0], x.shape[1], -1))
+        probs.append(class_probs(logits).view(x.shape[0], x.shape[1], -1))
     conf = teacher_confidences(torch.cat(probs), labels.to(pipe.device))  # (N, T, C) -> (N, T)
-    return make_pseudo_labels(conf, cfg.pseudo_rule, gamma=cfg.gamma, rho=cfg.rho, tau=cfg.tau).cpu()
+    return cfg.pseudo_labels(conf).cpu()
 
 
-def train_sampler(trainer: _Trainer, inputs: Inputs, labels: Tensor, pseudo: Tensor, resume: dict | None) -> None:
+def train_sampler(trainer: Trainer, inputs: Inputs, labels: Tensor, pseudo: Tensor, resume: dict | None) -> None:
     """Stage 3: frame BCE against pseudo labels + salient / non-salient video losses
     (heads on features, or backbone + heads on previews)."""
     cfg, device = trainer.cfg, trainer.pipe.device
@@ -361,9 +280,18 @@ def _load_resume(cfg: TrainConfig, pipe: Pipeline) -> dict | None:
         if cfg.resume:
             log.info("no training state at %s: starting from scratch", cfg.state_path)
         return None
-    state = torch.load(cfg.state_path, map_location="cpu", weights_only=True)
-    pipe.load_trained_state(state["model"])
-    log.info("loaded training state from %s (stage %s, epoch %d)", cfg.state_path, state["stage"], state["epoch"])
+    try:
+        state = torch.load(cfg.state_path, map_location="cpu", weights_only=True)
+        stage, epoch, model = state["stage"], int(state["epoch"]), state["model"]
+    except Exception as exc:  # truncated or foreign file: pickle, zip and key errors alike
+        raise ConfigError(f"{cfg.state_path}: unreadable training state ({one_line(exc, 120)}); "
+                          "delete it or run without --resume") from None
+    try:
+        pipe.load_trained_state(model)
+    except CheckpointError as exc:
+        raise ConfigError(f"{cfg.state_path} was saved by a different model ({exc}); "
+                          "use the settings it was trained with, or run without --resume") from None
+    log.info("loaded training state from %s (stage %s, epoch %d)", cfg.state_path, stage, epoch)
     return state
 
 
@@ -374,12 +302,11 @@ class TrainResult:
     num_videos: int
     seconds: float
     checkpoint: Path | None = None    # written by ``run`` on the main process
+    skipped: dict[str, tuple[str, str]] = field(default_factory=dict)  # unreadable videos: id -> (path, reason)
 
 
 def train(cfg: TrainConfig, info: dist_utils.DistInfo | None = None) -> TrainResult:
     """Run the three stages and return the trained pipeline (nothing is written but caches and state)."""
-    from .features import build_feature_set, load_records
-
     device = resolve_device(cfg.device)
     info = info or dist_utils.DistInfo()
     if info.enabled and device.type == "cuda":
@@ -388,22 +315,25 @@ def train(cfg: TrainConfig, info: dist_utils.DistInfo | None = None) -> TrainRes
     records, class_names = load_records(cfg.data, cfg.subset, video_root=cfg.video_root, max_videos=cfg.max_videos)
     torch.manual_seed(cfg.seed)  # heads start identically on every rank
     pipe = Pipeline.build(cfg.pipeline_config(class_names), device=device)
+    skipped: dict[str, tuple[str, str]] = {}
     if cfg.finetune:  # both stages read the same previews; each network resizes them itself
         rec_in, labels = load_previews(records, class_names, cfg, info)
         sam_in = rec_in
+        paths = {r.video_id: str(r.path) for r in records}
+        skipped = {vid: (paths.get(vid, "?"), why) for vid, why in rec_in.dataset.failures.items()}
     else:
-        fs = build_feature_set(records, class_names, pipe, cfg.num_frames, cfg.cache_path, dist=info,
+        fs = build_feature_set(records, class_names, pipe, cfg.pipeline.num_frames, cfg.cache_path, dist=info,
                                progress=cfg.progress)
-        rec_in, sam_in, labels = fs.recognizer, fs.sampler, fs.labels
-    trainer = _Trainer(cfg, pipe, info)
+        rec_in, sam_in, labels, skipped = fs.recognizer, fs.sampler, fs.labels, fs.skipped
+    trainer = Trainer(cfg, pipe, info)
     resume = _load_resume(cfg, pipe)
-    if cfg.recognizer_head == "linear" and not (resume and resume["stage"] == "sampler"):
+    if cfg.pipeline.recognizer.head == "linear" and not (resume and resume["stage"] == "sampler"):
         train_recognizer(trainer, rec_in, labels, resume)
     pseudo = teacher_pseudo_labels(pipe, rec_in, labels, cfg)
     log.info("pseudo labels (%s): %.1f%% of frames salient", cfg.pseudo_rule, 100 * float(pseudo.mean()))
     train_sampler(trainer, sam_in, labels, pseudo, resume)
     pipe.config.trained = True
-    return TrainResult(pipe, trainer.history, len(labels), time.perf_counter() - started)
+    return TrainResult(pipe, trainer.history, len(labels), time.perf_counter() - started, skipped=skipped)
 
 
 def run(cfg: TrainConfig) -> TrainResult:
@@ -414,63 +344,13 @@ def run(cfg: TrainConfig) -> TrainResult:
         out = Path(cfg.out)
         if info.is_main:
             pipe = result.pipeline
-            pipe.config.meta = {"train": dataclasses.asdict(cfg), "num_train_videos": result.num_videos,
+            pipe.config.meta = {"train": cfg.to_dict(), "num_train_videos": result.num_videos,
                                 "final_loss": {k: (v[-1] if v else None) for k, v in result.history.items()},
                                 "train_seconds": round(result.seconds, 1), "world_size": info.world_size}
             result.checkpoint = pipe.save_pretrained(out)
+            write_skipped(out.with_name(out.name + ".skipped.tsv"), result.skipped)
             cfg.state_path.unlink(missing_ok=True)
         dist_utils.barrier(info)
         return result
     finally:
         dist_utils.shutdown(info)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m nsnet train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="JSON file with TrainConfig fields; flags given on the command line override it")
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra",):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = int if isinstance(default, int) else float if isinstance(default, float) else str
-            if f.name == "max_videos":
-                kind = int
-            p.add_argument(flag, dest=f.name, type=kind, default=None, help=f"(default: {default})")
-    return p
-
-
-def config_from_args(argv: list[str] | None) -> TrainConfig:
-    args = build_parser().parse_args(argv)
-    values: dict[str, Any] = {}
-    if args.config:
-        try:
-            values.update(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read training config {args.config}: {exc}") from None
-    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown training option(s): {', '.join(unknown)}")
-    cfg = TrainConfig(**values)
-    if not cfg.data:
-        raise ConfigError("--data is required (a dataset folder or annotation file)")
-    return cfg
-
-
-def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg = config_from_args(argv)
-        result = run(cfg)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    if result.checkpoint:
-        log.info("checkpoint written to %s", result.checkpoint)
-    return 0

@@ -1,0 +1,73 @@
+"""``nsnet eval``: NSNet against the baselines at the same K on a dataset (see ``nsnet.evaluation``).
+
+Methods: dense-T, uniform-K, random-K, frame-only (lam = 1), attention-only (lam = 0),
+NSNet (the checkpoint's lam) and oracle-K. Each gets mAP, top-1 and GFLOPs per video;
+with ground-truth segments also the saliency AP and the pseudo labels' precision/recall.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..config import ConfigError
+from ..data.features import build_feature_set, default_cache_dir, load_records, write_skipped
+from ..evaluation import evaluate, frame_outputs, k_curve, write_curve_html
+from ..inference import Pipeline
+from .common import USER_ERRORS, default_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nsnet eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder or annotation file")
+    p.add_argument("--video-root", default=None)
+    p.add_argument("--checkpoint", default=default_checkpoint(),
+                   help="checkpoint folder or hub id (default: $NSNET_CHECKPOINT, else the bundled demo model)")
+    p.add_argument("--subset", default="validation")
+    p.add_argument("--k", type=int, default=None, help="frames kept (default: the checkpoint's K)")
+    p.add_argument("--lam", type=float, default=None, help="fusion weight (default: the checkpoint's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-K baseline")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: <data>/.nsnet-cache)")
+    p.add_argument("--max-videos", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", dest="json_out", default=None, help="write the result object here")
+    p.add_argument("--plot", default=None, help="write the accuracy-vs-GFLOPs curve (K = 1..T) as Plotly HTML")
+    p.add_argument("--plot-js", choices=["inline", "cdn"], default="inline",
+                   help="inline plotly.js (offline, ~5 MB) or load it from the CDN (small file)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
+        records, class_names = load_records(args.data, args.subset, video_root=args.video_root,
+                                            max_videos=args.max_videos)
+        if list(class_names) != list(pipe.class_names):
+            raise ConfigError(f"the dataset's classes ({len(class_names)}) differ from the checkpoint's "
+                              f"({len(pipe.class_names)}): evaluate on the data it was trained for")
+        cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir(args.data)
+        fs = build_feature_set(records, class_names, pipe, pipe.config.num_frames, cache,
+                               progress=not args.no_progress)
+        out = frame_outputs(pipe, fs)
+        result = evaluate(pipe, fs, args.k, args.lam, args.seed, outputs=out)
+    except USER_ERRORS as exc:
+        log.error("%s", exc)
+        return 2
+    text = json.dumps(result, indent=2)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(text + "\n")
+        write_skipped(Path(args.json_out).with_suffix(".skipped.tsv"), fs.skipped)
+    print(text)
+    if args.plot:
+        lam = pipe.config.lam if args.lam is None else args.lam
+        path = write_curve_html(k_curve(pipe, out, lam, args.seed), result["methods"]["dense"], args.plot,
+                                f"{args.subset}: mAP vs GFLOPs over K = 1..{result['t']}", args.plot_js)
+        log.info("wrote %s", path)
+    return 0

@@ -1,0 +1,218 @@
+"""``torchvision.models`` classifiers as backbones: ``torchvision:<arch>``, ``mobilenet_v2``, ``resnet50``.
+
+``pretrained=True`` loads the default weights only if their file is already in the torch hub
+cache (``torch.hub.get_dir()/checkpoints``, read with ``weights_only=True``); otherwise a
+warning is logged and the network keeps its random initialisation: nsnet never downloads.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from functools import partial
+from typing import NamedTuple
+from urllib.parse import urlparse
+
+import torch
+import torchvision.models as tvm
+from torch import Tensor, nn
+
+from nsnet.models.backbones.base import Backbone, BackboneError, replace_submodule
+from nsnet.models.backbones.registry import register_backbone
+
+__all__ = [
+    "TorchvisionCheckpoint",
+    "TorchvisionClassifier",
+    "build_torchvision",
+    "cached_torchvision_weights_path",
+    "find_torchvision_weights",
+    "load_torchvision_weights",
+]
+
+log = logging.getLogger(__name__)
+
+_AUX_ARCHS = ("inception_v3", "googlenet")  # checkpoints with auxiliary classifier heads
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+
+
+def _last_linear(model: nn.Module) -> tuple[str, nn.Linear] | None:
+    """The last ``nn.Linear`` registered in ``model`` (the classifier of torchvision nets)."""
+    found = None
+    for qualname, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            found = (qualname, module)
+    return found
+
+
+def _fix_legacy_keys(arch: str, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """DenseNet checkpoints use old ``norm.1`` key names (torchvision renames them on load)."""
+    if not arch.startswith("densenet"):
+        return state_dict
+    out = {}
+    for key, value in state_dict.items():
+        m = _DENSENET_KEY.match(key)
+        out[m.group(1) + m.group(2) if m else key] = value
+    return out
+
+
+class TorchvisionClassifier(Backbone):
+    """A ``torchvision.models`` classifier split at its last linear layer.
+
+    ``forward_features`` is the network with that layer replaced by ``Identity`` (so the
+    features are what the classifier sees: pooled for ResNet/MobileNet/ConvNeXt/ViT/Swin, the
+    penultimate hidden layer for VGG/AlexNet/MobileNetV3/MaxViT); ``forward_head`` is the layer.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        classifier_name: str,
+        *,
+        name: str,
+        input_size: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        head_labels: list[str] | None,
+    ) -> None:
+        fc = net.get_submodule(classifier_name)
+        super().__init__(
+            name=name, num_features=fc.in_features, input_size=input_size, mean=mean, std=std, head_labels=head_labels
+        )
+        replace_submodule(net, classifier_name, nn.Identity())
+        self.net = net
+        self.classifier = fc
+        self.classifier_name = classifier_name
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        out = self.net(x)  # (N, D); Inception/GoogLeNet in train mode also return aux logits
+        if isinstance(out, tuple):
+            out = out[0]
+        return out.flatten(1)  # (N, D)
+
+    def forward_head(self, feats: Tensor) -> Tensor:
+        self._check_head()
+        return self.classifier(feats)  # (N, C)
+
+
+def _torchvision_classifiers() -> list[str]:
+    return tvm.list_models(module=tvm)
+
+
+def _default_weights(arch: str) -> tvm.WeightsEnum:
+    """The default weights of classifier ``arch`` (their metadata and preset; not the file)."""
+    valid = _torchvision_classifiers()
+    if arch not in valid:
+        raise BackboneError(f"unknown torchvision classifier {arch!r}; valid: {', '.join(valid)}")
+    return tvm.get_model_weights(arch).DEFAULT
+
+
+def cached_torchvision_weights_path(weights: tvm.WeightsEnum) -> str:
+    """Where the torch hub cache keeps ``weights`` (exists or not): ``<hub>/checkpoints/<file>``."""
+    filename = os.path.basename(urlparse(weights.url).path)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+
+
+class TorchvisionCheckpoint(NamedTuple):
+    """Default weights of ``arch`` read from the torch hub cache."""
+
+    arch: str
+    state_dict: dict[str, Tensor]  # keys of the whole torchvision network
+    categories: list[str]  # the labels of its classifier
+
+
+def find_torchvision_weights(arch: str) -> TorchvisionCheckpoint | None:
+    """Read the default weights of ``arch`` if they are in the torch hub cache; never downloads.
+
+    Returns ``None`` (after a warning: the network keeps its random init) when they are not.
+    """
+    weights = _default_weights(arch)
+    path = cached_torchvision_weights_path(weights)
+    if not os.path.isfile(path):
+        log.warning(
+            "torchvision %s: pretrained weights %s not in the torch hub cache (%s); "
+            "keeping random init (nsnet never downloads; fetch them with torchvision to use them)",
+            arch, os.path.basename(path), os.path.dirname(path),
+        )
+        return None
+    try:
+        state_dict = _fix_legacy_keys(arch, torch.load(path, map_location="cpu", weights_only=True))
+    except Exception as e:  # truncated download, pickle with code, ...
+        raise BackboneError(f"torchvision {arch}: cannot read cached weights {path}: {e}") from e
+    return TorchvisionCheckpoint(arch, state_dict, list(weights.meta["categories"]))
+
+
+def build_torchvision(
+    arch: str,
+    weights: TorchvisionCheckpoint | None = None,
+    class_names: list[str] | None = None,
+    **kwargs,
+) -> TorchvisionClassifier:
+    """Build ``torchvision.models.<arch>`` with random weights, shaped for ``weights`` if given.
+
+    ``class_names`` is ignored; other kwargs go to the torchvision builder (``num_classes=``
+    only without weights). Input size and statistics are those of the default weights' preset.
+    """
+    default = _default_weights(arch)
+    preset = default.transforms()
+    input_size = int(preset.crop_size[0])
+    mean, std = tuple(preset.mean), tuple(preset.std)
+
+    if weights is not None:
+        kwargs.pop("num_classes", None)  # the checkpoint fixes the ImageNet head
+        if arch in _AUX_ARCHS:
+            # as torchvision does for these weights: the checkpoints hold aux heads (dropped
+            # again after loading unless aux_logits=True) and expect ImageNet-normalised
+            # input to be transformed internally
+            kwargs.update(aux_logits=True, transform_input=True, init_weights=False)
+    elif arch in _AUX_ARCHS:
+        kwargs.setdefault("aux_logits", False)  # forward_features has no use for aux heads
+
+    net = tvm.get_model(arch, weights=None, **kwargs)
+    found = _last_linear(net)
+    if found is None:
+        raise BackboneError(f"torchvision {arch!r} has no linear classifier to split features from")
+    fc_name, _ = found
+    return TorchvisionClassifier(
+        net, fc_name, name=f"torchvision:{arch}", input_size=input_size, mean=mean, std=std, head_labels=None
+    )
+
+
+def load_torchvision_weights(model: TorchvisionClassifier, weights: TorchvisionCheckpoint, **kwargs) -> None:
+    """Load a checkpoint of the whole torchvision network into ``model`` and label its head.
+
+    ``kwargs`` are those ``model`` was built with: the aux heads that inception_v3 / googlenet
+    checkpoints need at load time are dropped afterwards unless ``aux_logits=True``.
+    """
+    net = model.net
+    identity = net.get_submodule(model.classifier_name)
+    replace_submodule(net, model.classifier_name, model.classifier)  # the network the checkpoint is of
+    try:
+        net.load_state_dict(weights.state_dict, strict=True)
+    finally:
+        replace_submodule(net, model.classifier_name, identity)
+    log.info("torchvision %s: loaded cached ImageNet weights", weights.arch)
+    if weights.arch in _AUX_ARCHS and not kwargs.get("aux_logits", False):
+        net.aux_logits = False
+        if weights.arch == "inception_v3":
+            net.AuxLogits = None
+        else:
+            net.aux1 = None
+            net.aux2 = None
+    model.head_labels = list(weights.categories)
+
+
+register_backbone(
+    "torchvision:",
+    find_weights=find_torchvision_weights,
+    load_weights=load_torchvision_weights,
+    help="torchvision:<torchvision.models classifier>",
+)(build_torchvision)
+
+for _arch in ("mobilenet_v2", "resnet50"):  # short names for two common ones
+    register_backbone(
+        _arch,
+        find_weights=partial(find_torchvision_weights, _arch),
+        load_weights=load_torchvision_weights,
+    )(partial(build_torchvision, _arch))

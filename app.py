@@ -7,6 +7,7 @@ is asked for explicitly (``--checkpoint user/name`` or the UI box with ``--allow
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from app.runtime import configure_environment, import_spaces
@@ -27,12 +28,21 @@ def create_demo(settings: AppSettings):
         import_spaces()  # ZeroGPU: `spaces` wants to be imported before torch initialises CUDA
     pipe, option = load_default(settings.checkpoint, settings.device)
     store = ModelStore(pipe, option, scan_checkpoints(settings.models_dir), device=settings.device,
-                       allow_hub=settings.allow_hub)
+                       allow_hub=settings.allow_hub, hub_allow=settings.hub_allow)
     log.info("warm-up run took %.1f s", warmup(pipe))
     examples = load_examples(settings.examples_dir)
     log.info("model %r on %s (trained=%s); %d other checkpoint(s); %d example clip(s)", option.label,
              pipe.device, pipe.config.trained, len(store.options) - 1, len(examples))
-    return build_demo(store, settings, examples=examples)
+    dataset = None
+    if settings.data or settings.results:  # dataset mode
+        from app.dataset_store import DatasetStore
+        from nsnet.data.records import DatasetError
+
+        try:
+            dataset = DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results)
+        except (DatasetError, OSError) as exc:
+            raise SystemExit(f"app.py: cannot load the dataset: {exc}") from None
+    return build_demo(store, settings, examples=examples, dataset=dataset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +52,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from app.demo import launch_kwargs  # after configure_environment(), as in create_demo
 
+    # SIGTERM (a Space or container stopping) ends the server like Ctrl-C, so the normal exit
+    # runs and removes this instance's export folder (``app.storage``; atexit).
+    signal.signal(signal.SIGTERM, _interrupt)
     create_demo(settings).launch(**launch_kwargs(settings))
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 * ``ModelStore``: the default pipeline (loaded once at start) plus the other offered
   checkpoints (each loaded once, on first use, then kept; bounded). Pipelines are only
-  ever read by callbacks.
+  ever read by callbacks. A visitor names a checkpoint by its picker label or, only with
+  ``--allow-hub``, by a Hub id that ``app.hub`` checks before anything is looked up (a
+  path is refused, the same way whether or not it exists).
 * ``ExampleClip`` / ``load_examples``: the bundled example clips and their ground-truth
   segments (an ActivityNet-style ``annotations.json``, read by ``nsnet.data.formats``).
 * ``ResultCache``: the lazily filled cache of example runs, keyed by
@@ -19,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -28,8 +30,9 @@ from nsnet.config import PipelineConfig
 from nsnet.data.formats import read_activitynet
 from nsnet.data.records import VIDEO_EXTENSIONS, DatasetError, VideoRecord
 from nsnet.inference import CheckpointError, Pipeline, PipelineResult
-from nsnet.inference.checkpoint import is_checkpoint
+from nsnet.inference.checkpoint import CONFIG_NAME, is_checkpoint
 
+from .hub import check_backbones, fetch_checkpoint, format_hub_id, hub_allowed, parse_hub_id
 from .plots import saliency_spec
 from .settings import BUNDLED_CHECKPOINT
 from .views import Segment
@@ -99,7 +102,7 @@ class ModelStore:
 
     def __init__(self, default: Pipeline, default_option: CheckpointOption,
                  options: Iterable[CheckpointOption] = (), *, device: str = "auto", allow_hub: bool = False,
-                 max_loaded: int = 3) -> None:
+                 hub_allow: Sequence[str] = (), max_loaded: int = 3) -> None:
         self.default = default
         self.default_option = default_option
         default_src = Path(default_option.source).resolve() if default_option.source else None
@@ -107,6 +110,7 @@ class ModelStore:
             o for o in options if default_src is None or Path(o.source).resolve() != default_src]
         self.device = device
         self.allow_hub = allow_hub
+        self.hub_allow = tuple(hub_allow)   # fnmatch patterns of allowed Hub ids (empty: any)
         self._max_loaded = max_loaded
         self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
         self._lock = threading.Lock()
@@ -115,17 +119,36 @@ class ModelStore:
     def labels(self) -> list[str]:
         return [o.label for o in self.options]
 
+    def get_by_name(self, name: str | None) -> tuple[Pipeline, CheckpointOption]:
+        """The pipeline for one name: a picker label, "" (the default) or, with ``--allow-hub``, a Hub id."""
+        name = name.strip() if isinstance(name, str) else name
+        if not name or name in self.labels:
+            return self.get(name or None)
+        if not isinstance(name, str):
+            raise CheckpointError(f"the checkpoint must be a name, got a {type(name).__name__}")
+        if self.allow_hub:
+            return self.get(None, name)
+        offered = ", ".join(repr(label) for label in self.labels[:8]) + (", ..." if len(self.labels) > 8 else "")
+        raise CheckpointError(f"unknown checkpoint {name[:40]!r}{'…' if len(name) > 40 else ''}: "
+                              f"this server offers {offered}")
+
     def get(self, label: str | None = None, hub_id: str | None = None) -> tuple[Pipeline, CheckpointOption]:
         """The pipeline for a dropdown label or (when allowed) a hub id.
 
-        Raises ``CheckpointError`` (one human line) for an unknown or broken checkpoint.
+        Raises ``CheckpointError`` (one human line) for an unknown or broken checkpoint. A
+        hub id is checked by ``app.hub.parse_hub_id`` (no path, no filesystem access) and
+        the allow-list before anything is downloaded.
         """
-        hub_id = (hub_id or "").strip()
+        hub_id = hub_id.strip() if isinstance(hub_id, str) else ""
         if hub_id:
             if not self.allow_hub:
                 raise CheckpointError("loading checkpoints from the Hugging Face Hub is disabled on this server "
                                       "(start it with --allow-hub)")
-            option = CheckpointOption(f"hub:{hub_id}", hub_id)
+            repo_id, revision = parse_hub_id(hub_id)       # HubIdError: one fixed line, whatever the text
+            if not hub_allowed(repo_id, self.hub_allow):
+                raise CheckpointError(f"{repo_id} is not on this server's list of allowed Hub checkpoints")
+            canonical = format_hub_id(repo_id, revision)
+            option = CheckpointOption(f"hub:{canonical}", f"hub:{canonical}")
         else:
             if not label or label == self.default_option.label:
                 return self.default, self.default_option
@@ -138,11 +161,33 @@ class ModelStore:
                 self._loaded.move_to_end(option.source)
                 return self._loaded[option.source], option
             log.info("loading checkpoint %s", option.source)
-            pipe = Pipeline.from_pretrained(option.source, device=self.device)
+            pipe = self._load(option)
             self._loaded[option.source] = pipe
             while len(self._loaded) > self._max_loaded:
                 self._loaded.popitem(last=False)
             return pipe, option
+
+
+    def _load(self, option: CheckpointOption) -> Pipeline:
+        """Load an option: a Hub id through ``app.hub`` (its config checked first), else its folder."""
+        if not option.source.startswith("hub:"):
+            try:
+                return Pipeline.from_pretrained(option.source, device=self.device)
+            except (CheckpointError, ValueError) as exc:  # name the option, never the server folder
+                problem = str(exc).replace(str(Path(option.source).resolve()), option.label)
+                raise CheckpointError(problem.replace(option.source, option.label)) from None
+        shown = option.source[len("hub:"):]
+        repo_id, revision = parse_hub_id(shown)
+        folder = fetch_checkpoint(repo_id, revision)
+        try:
+            config = PipelineConfig.load(folder / CONFIG_NAME)
+        except ValueError as exc:
+            raise CheckpointError(f"Hub checkpoint {shown}: {str(exc).replace(str(folder), '')}") from None
+        check_backbones(config, shown, self.hub_allow)
+        try:
+            return Pipeline.from_pretrained(folder, device=self.device)
+        except (CheckpointError, ValueError) as exc:
+            raise CheckpointError(f"Hub checkpoint {shown}: {str(exc).replace(str(folder), '')}") from None
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -3,8 +3,9 @@
 * ``configure_environment()``: the offline defaults (no Gradio analytics, no Hugging Face
   telemetry) unless the host already set them. ``app.py`` calls it first thing, before
   Gradio (and with it ``huggingface_hub``, which reads its variable on import) is loaded.
-* ``choose_runner(zero_gpu, device)``: when the demo is built, picks how the one
-  network-running function is called: in process with a progress callback, or under
+* ``choose_runner(zero_gpu, device)``: when the demo is built, picks how the network-running
+  functions (``analyze_file``, and ``analyze_pair`` for comparing two checkpoints) are
+  called: in process with a progress callback, or under
   ``spaces.GPU`` on Hugging Face ZeroGPU (where the call may run in another process, so
   it gets plain data and no progress callback).
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # annotations only: importing these pulls in torch
     from nsnet.inference import Pipeline, PipelineResult
     from nsnet.video import Clip
 
-__all__ = ["OFFLINE_DEFAULTS", "configure_environment", "import_spaces", "analyze_file", "Runner",
+__all__ = ["OFFLINE_DEFAULTS", "configure_environment", "import_spaces", "analyze_file", "analyze_pair", "Runner",
            "IN_PROCESS", "choose_runner"]
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,38 @@ def analyze_file(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: floa
     return clip, result
 
 
+def analyze_pair(pipe_a: "Pipeline", pipe_b: "Pipeline", path: str, num_frames: int, k: int, lam: float,
+                 time_budget_s: float, progress: Optional[Progress] = None
+                 ) -> tuple["Clip", "PipelineResult", "PipelineResult"]:
+    """Two checkpoints on the same clip: decode once, then both pipelines densely on the same frames.
+
+    The previews are decoded at the larger of the two recognizer sizes (each backbone resizes
+    to its own input). Both results carry the one decode time. Progress: decode 0-30 %, A to
+    65 %, B to 100 %.
+    """
+    report = progress or (lambda stage, frac: None)
+    PipelineConfig.validate(num_frames, k, lam)
+    report("decode", 0.0)
+    reader = max((pipe_a, pipe_b), key=lambda p: p.config.recognizer.input_size)
+    clip, decode_ms = reader.read(path, num_frames, time_budget_s=time_budget_s)
+    results = []
+    for i, pipe in enumerate((pipe_a, pipe_b)):
+        def scaled(stage: str, frac: float, i: int = i) -> None:
+            report(f"{'AB'[i]}: {stage}", 0.3 + 0.35 * (i + frac))
+
+        results.append(pipe.analyze_clip(clip, k, lam, dense=True, decode_ms=decode_ms, progress=scaled))
+    return clip, results[0], results[1]
+
+
 @dataclass(frozen=True)
 class Runner:
-    """How ``analyze_file`` is called: ``analyze`` has its signature."""
+    """How the network-running functions are called: ``analyze`` has ``analyze_file``'s signature,
+    ``analyze_pair`` that of ``analyze_pair``."""
 
     analyze: Callable[..., tuple["Clip", "PipelineResult"]]
     reports_progress: bool = True     # False: pass no progress callback (it would not cross processes)
     mode: str = "in process"
+    analyze_pair: Callable[..., tuple["Clip", "PipelineResult", "PipelineResult"]] = analyze_pair
 
 
 IN_PROCESS = Runner(analyze_file)
@@ -105,4 +131,5 @@ def choose_runner(zero_gpu: bool, device: object) -> Runner:
         log.warning("SPACES_ZERO_GPU is set but the spaces package is not installed: inference runs in process")
         return IN_PROCESS
     log.info("ZeroGPU: inference runs under spaces.GPU")
-    return Runner(spaces.GPU(analyze_file), reports_progress=False, mode="spaces.GPU")
+    return Runner(spaces.GPU(analyze_file), reports_progress=False, mode="spaces.GPU",
+                  analyze_pair=spaces.GPU(analyze_pair))

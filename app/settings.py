@@ -14,17 +14,35 @@
 | --max-queue       | NSNET_MAX_QUEUE                  | 32 (waiting requests)        |
 | --max-frames      | NSNET_MAX_FRAMES                 | 64 (largest T a user may ask for) |
 | --allow-hub       | NSNET_ALLOW_HUB (1/true)         | off, on when SPACE_ID is set |
+| --hub-allow       | NSNET_HUB_ALLOW (comma-separated) | any Hub id (patterns such as myorg/*; repeatable) |
+| --max-frame-pixels| NSNET_MAX_FRAME_PIXELS           | 8192x8192 (nsnet.limits.MAX_SOURCE_PIXELS) |
+| --export-dir      | NSNET_EXPORT_DIR                 | <temp dir>/nsnet-explorer    |
+| --export-mb       | NSNET_EXPORT_MB                  | 200 (preview JPEGs + downloads, all sessions) |
+| --export-max-age-min | NSNET_EXPORT_MAX_AGE_MIN      | 60 (a session folder unwritten this long is removed) |
 | (none)            | SPACES_ZERO_GPU (1/true)         | off: inference runs in process; on Hugging Face ZeroGPU it runs under ``spaces.GPU`` |
+| --data            | NSNET_DATA                       | none: dataset mode off (ActivityNet JSON, Kinetics CSV or class folders) |
+| --video-root      | NSNET_VIDEO_ROOT                 | the reader's default (beside the annotation file) |
+| --subset          | NSNET_SUBSET                     | all subsets (e.g. validation)  |
+| --results         | NSNET_RESULTS                    | none: rows computed lazily (``nsnet analyze`` JSONL makes them instant) |
+
+The resource ceilings a visitor's request runs under are all here (``Limits`` in the
+README): pixels per frame (``max_frame_pixels``), frames per request (``max_frames``),
+decode seconds (``time_budget_s``), upload MB (``max_upload_mb``) and export MB
+(``export_mb``). The library's own ceilings (``nsnet.limits``) bound them from above.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["AppSettings", "parse_settings", "REPO_ROOT", "BUNDLED_CHECKPOINT"]
+from nsnet import limits  # constants only: importing settings stays light (no torch, no Gradio)
+
+__all__ = ["AppSettings", "parse_settings", "parse_pixels", "REPO_ROOT", "BUNDLED_CHECKPOINT"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_CHECKPOINT = REPO_ROOT / "assets" / "demo-model"  # served when no --checkpoint is given
@@ -50,7 +68,16 @@ class AppSettings:
     max_queue: int = 32
     max_frames: int = 64
     allow_hub: bool = False
+    hub_allow: tuple[str, ...] = ()        # fnmatch patterns of allowed Hub ids (empty: any)
     zero_gpu: bool = False                 # Hugging Face ZeroGPU hardware (SPACES_ZERO_GPU)
+    max_frame_pixels: int = limits.MAX_SOURCE_PIXELS
+    export_dir: Path = Path(tempfile.gettempdir()) / "nsnet-explorer"
+    export_mb: float = 200.0
+    export_max_age_min: float = 60.0
+    data: Path | None = None               # dataset mode: annotation file or dataset folder
+    video_root: Path | None = None
+    subset: str | None = None
+    results: Path | None = None            # per-video results (``nsnet analyze`` JSONL)
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -59,14 +86,51 @@ class AppSettings:
             raise ValueError(f"--time-budget-s must be > 0, got {self.time_budget_s}")
         if self.concurrency < 1 or self.max_queue < 1:
             raise ValueError("--concurrency and --max-queue must be >= 1")
-        if self.max_frames < 2:
-            raise ValueError(f"--max-frames must be >= 2, got {self.max_frames}")
+        if not 2 <= self.max_frames <= limits.MAX_FRAMES:
+            raise ValueError(f"--max-frames must be in 2..{limits.MAX_FRAMES}, got {self.max_frames}")
+        if not 1 <= self.max_frame_pixels <= limits.MAX_SOURCE_PIXELS:
+            raise ValueError(f"--max-frame-pixels must be in 1..{limits.MAX_SOURCE_PIXELS} "
+                             f"(nsnet.limits.MAX_SOURCE_PIXELS), got {self.max_frame_pixels}")
+        if not self.export_mb > 0 or not self.export_max_age_min > 0:
+            raise ValueError("--export-mb and --export-max-age-min must be > 0")
+        object.__setattr__(self, "hub_allow", tuple(_hub_pattern(p) for p in self.hub_allow))
         if not 0 < self.port < 65536:
             raise ValueError(f"--port must be in 1..65535, got {self.port}")
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def export_bytes(self) -> int:
+        return int(self.export_mb * 1024 * 1024)
+
+    @property
+    def export_max_age_s(self) -> float:
+        return self.export_max_age_min * 60.0
+
+
+def _hub_pattern(pattern: str) -> str:
+    """An allow-list pattern (``owner/*``, ``owner/name``), stripped; ValueError for anything else."""
+    pattern = pattern.strip()
+    if not pattern or any(c.isspace() for c in pattern) or "/" not in pattern:
+        raise ValueError(f"--hub-allow patterns look like owner/* or owner/name, got {pattern!r}")
+    return pattern
+
+
+def parse_pixels(text: str) -> int:
+    """``"3840x2160"`` or ``"8294400"`` as a pixel count (ValueError otherwise)."""
+    m = re.fullmatch(r"\s*(\d{1,6})\s*[xX*]\s*(\d{1,6})\s*|\s*(\d{1,12})\s*", text)
+    if not m:
+        raise ValueError(f"expected WIDTHxHEIGHT or a pixel count, got {text!r}")
+    return int(m[1]) * int(m[2]) if m[1] else int(m[3])
+
+
+def _dataset_settings(args: argparse.Namespace, pick) -> dict:
+    """The dataset-mode fields (``--data``, ``--video-root``, ``--subset``, ``--results``)."""
+    paths = {name: pick(getattr(args, name), f"NSNET_{name.upper()}") for name in ("data", "video_root", "results")}
+    return dict({k: Path(v).expanduser() if v else None for k, v in paths.items()},
+                subset=pick(args.subset, "NSNET_SUBSET") or None)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,6 +149,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, help="largest T offered (env NSNET_MAX_FRAMES; 64)")
     p.add_argument("--allow-hub", action="store_true", default=None,
                    help="let users load a Hugging Face Hub checkpoint id (env NSNET_ALLOW_HUB; on in Spaces)")
+    p.add_argument("--hub-allow", action="append", metavar="PATTERN",
+                   help="with --allow-hub, accept only Hub ids matching this fnmatch pattern, e.g. 'myorg/*' "
+                        "(repeatable; env NSNET_HUB_ALLOW, comma-separated; default: any id)")
+    p.add_argument("--max-frame-pixels", type=parse_pixels, metavar="WxH",
+                   help="largest video frame accepted, WIDTHxHEIGHT or a pixel count "
+                        "(env NSNET_MAX_FRAME_PIXELS; default and ceiling 8192x8192)")
+    p.add_argument("--export-dir", help="folder of the per-session files: preview JPEGs and downloads "
+                                        "(env NSNET_EXPORT_DIR; default <temp dir>/nsnet-explorer)")
+    p.add_argument("--export-mb", type=float, help="size bound of the export folder in MB (env NSNET_EXPORT_MB; 200)")
+    p.add_argument("--export-max-age-min", type=float,
+                   help="session folders not written for this long are removed (env NSNET_EXPORT_MAX_AGE_MIN; 60)")
+    p.add_argument("--data", help="dataset mode: an ActivityNet JSON, a Kinetics CSV or a folder per class "
+                                  "(env NSNET_DATA); adds the Dataset tab")
+    p.add_argument("--video-root", help="where the dataset's videos are (env NSNET_VIDEO_ROOT)")
+    p.add_argument("--subset", help="keep one subset, e.g. validation (env NSNET_SUBSET; default all)")
+    p.add_argument("--results", help="per-video results of `nsnet analyze` (JSONL; env NSNET_RESULTS): "
+                                     "the Dataset tab is instant; without it rows are computed when first opened")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -125,7 +206,16 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             max_queue=pick(args.max_queue, "NSNET_MAX_QUEUE", int, d.max_queue),
             max_frames=pick(args.max_frames, "NSNET_MAX_FRAMES", int, d.max_frames),
             allow_hub=bool(allow_hub),
+            hub_allow=tuple(args.hub_allow) if args.hub_allow else tuple(
+                p for p in env.get("NSNET_HUB_ALLOW", "").split(",") if p.strip()),
             zero_gpu=bool(_env_bool(env.get("SPACES_ZERO_GPU"))),
+            max_frame_pixels=pick(args.max_frame_pixels, "NSNET_MAX_FRAME_PIXELS", parse_pixels,
+                                  d.max_frame_pixels),
+            export_dir=Path(pick(args.export_dir, "NSNET_EXPORT_DIR", str, str(d.export_dir))).expanduser(),
+            export_mb=pick(args.export_mb, "NSNET_EXPORT_MB", float, d.export_mb),
+            export_max_age_min=pick(args.export_max_age_min, "NSNET_EXPORT_MAX_AGE_MIN", float,
+                                    d.export_max_age_min),
+            **_dataset_settings(args, lambda flag, name: pick(flag, name, str, None)),
         )
     except ValueError as exc:
         raise SystemExit(f"app.py: {exc}") from None

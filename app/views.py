@@ -139,7 +139,7 @@ def cost_markdown(result: PipelineResult) -> str:
         f"| Recognizer ({result.k} frames) | {fmt_ms(tm['recognizer'])} | {gf['recognizer']:.2f} |",
         f"| **NSNet total** | **{fmt_ms(tm['total'])}** | **{gf['total']:.2f}** |",
         "",
-        f"Device: `{result.device}`.",
+        f"Device: `{result.device}`. GFLOPs are multiply-adds (the convention of the NSNet paper).",
     ]
     if result.frame_probs is not None:
         dense_ms = result.dense_recognizer_ms
@@ -165,8 +165,9 @@ def model_banner(trained: bool, name: str, num_classes: int, pretrained_backbone
 
 
 def summary_markdown(result: PipelineResult, clip_name: str, model_name: str, *, cached: bool = False,
-                     segments: Sequence[Segment] = ()) -> str:
-    """The headline above the chart: prediction, clip facts and the model."""
+                     segments: Sequence[Segment] = (), gt_label: str | None = None) -> str:
+    """The headline above the chart: prediction (with ✓ / ✗ against ``gt_label`` when the clip's
+    ground truth is known), clip facts and the model."""
     top = result.labels[0] if result.labels else {"label": "?", "score": float("nan")}
     v = result.video or {}
     facts = []
@@ -177,6 +178,10 @@ def summary_markdown(result: PipelineResult, clip_name: str, model_name: str, *,
     if v.get("fps"):
         facts.append(f"{float(v['fps']):.3g} fps")
     head = f"### {top['label']} · {float(top['score']):.0%}"
+    if gt_label:
+        right = top["label"] == gt_label
+        head += (" · ✓ right" if right else " · ✗ wrong") + f"\n\nGround truth: **{gt_label}**" + (
+            "" if right or gt_label in result.class_names else " (not one of this model's classes)")
     untrained = "" if result.trained or "untrained" in model_name.lower() else " (untrained)"
     body = (f"`{clip_name}` ({', '.join(facts) or 'unknown size'}) · model **{model_name}**{untrained}"
             f" · T={result.num_frames}, K={result.k}, λ={result.lam:.2f}")

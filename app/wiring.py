@@ -83,9 +83,13 @@ def wire(layout: Layout, cb: Callbacks, settings: AppSettings) -> None:
         button.click(named(ui, user_errors(write)), ui.pick("session"), ui.pick(holder), **quiet
                      ).success(None, ui.pick(holder), None, js=DOWNLOAD_JS, **quiet)
 
-    # The API: /analyze (clip, T, K, lam -> the ``predict --json`` object), queued with the runs.
-    ui.api_button.click(named(ui, user_errors(cb.analyze_api)), ui.pick("api_clip", "api_t", "api_k", "api_lam"),
+    # The API: /analyze (clip, T, K, lam[, checkpoint] -> the ``predict --json`` object), queued with the
+    # runs. Its errors are plain text (``api=True``); the page's are HTML-escaped for Gradio's toasts.
+    ui.api_button.click(named(ui, user_errors(cb.analyze_api, api=True)),
+                        ui.pick("api_clip", "api_t", "api_k", "api_lam", "api_checkpoint"),
                         ui.pick("api_result"), api_name="analyze", concurrency_limit=settings.concurrency,
                         concurrency_id="inference",
-                        api_description="Analyse a clip with the default model: clip, num_frames (T), k (K), lam "
-                                        "in; the `python -m nsnet predict --json` object out.")
+                        api_description="Analyse a clip: clip, num_frames (T), k (K), lam and optionally checkpoint "
+                                        "(a name of the checkpoint picker, or with --allow-hub a Hub id "
+                                        "owner/name[@revision]; default: the default model) in; the "
+                                        "`python -m nsnet predict --json` object out.")

@@ -3,12 +3,18 @@
 Under ``torchrun --nproc_per_node N`` the usual environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is set; ``init()`` joins the process group with
 gloo on CPU or nccl on GPU. Without it everything runs in one process.
+
+Only rank 0 narrates: ``init()`` raises every other rank's log level to WARNING and
+prefixes its lines with ``[rank N]``, so a job log holds one copy of each progress line
+and every rank's warnings and errors, attributed.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,8 +37,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def init(device: torch.device) -> DistInfo:
-    """Join the process group when launched by torchrun; a no-op otherwise."""
+def init(device: torch.device, timeout_s: float | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun; a no-op otherwise.
+
+    ``timeout_s`` bounds collectives such as :func:`barrier` (torch's default otherwise;
+    ``analyze`` raises it, since ranks finish their shards at different times).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
@@ -40,9 +50,39 @@ def init(device: torch.device) -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
-        log.info("joined process group: rank %d of %d (%s)", dist.get_rank(), world, backend)
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
+        dist.init_process_group(backend=backend, **timeout)
+        if dist.get_rank() == 0:
+            log.info("joined process group: %d processes (%s), master %s:%s", world, backend,
+                     os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?"))
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    quiet_other_ranks(info)
+    return info
+
+
+_PREFIXED = False
+
+
+def quiet_other_ranks(info: DistInfo) -> None:
+    """On ranks other than 0: log warnings and errors only, each line prefixed with ``[rank N]``."""
+    global _PREFIXED
+    if info.is_main or _PREFIXED:
+        return
+    root = logging.getLogger()
+    root.setLevel(max(root.level, logging.WARNING))
+    for name in list(logging.root.manager.loggerDict):  # loggers given their own level (e.g. by a library)
+        logger = logging.getLogger(name)
+        if logger.level and logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    make_record, prefix = logging.getLogRecordFactory(), f"[rank {info.rank}] "
+
+    def with_rank(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.msg = prefix + str(record.msg)
+        return record
+
+    logging.setLogRecordFactory(with_rank)
+    _PREFIXED = True
 
 
 def barrier(info: DistInfo) -> None:
@@ -57,6 +97,22 @@ def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def all_gather(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order; ``[obj]`` without DDP."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Every rank takes rank 0's buffers (e.g. BatchNorm statistics, which DDP leaves per rank)."""
+    if info.enabled:
+        for buf in module.buffers():
+            dist.broadcast(buf, src=0)
 
 
 def shutdown(info: DistInfo) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -239,3 +240,90 @@ def encoder_available(codec: str) -> bool:
     except Exception:
         return False
     return True
+
+
+# ----------------------------------------------------------------------------- hostile headers
+# Byte patches of files written by write_clip: the data stays valid, the headers lie.
+
+
+def set_gif_canvas(path: str | os.PathLike, width: int, height: int) -> Path:
+    """Rewrite a GIF's logical screen size (bytes 6..9, little endian) in place.
+
+    FFmpeg reports the logical screen as the stream's width x height and decodes every
+    frame onto a canvas that large, whatever the size of the frames' own image blocks.
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if data[:4] != b"GIF8":
+        raise ValueError(f"{path}: not a GIF")
+    data[6:10] = struct.pack("<HH", width, height)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def set_mkv_duration(path: str | os.PathLike, *, segment_ms: float | None = None, tag: str | None = None,
+                     drop_tag: bool = False) -> Path:
+    """Rewrite what a Matroska file written by FFmpeg says about its length, in place.
+
+    - segment_ms: the Segment Info Duration (EBML ID 0x4489, an 8-byte big-endian float in
+      TimestampScale units, milliseconds in FFmpeg's files); any float, inf and NaN too;
+    - tag: the video track's DURATION tag value (FFmpeg writes ``HH:MM:SS.nnnnnnnnn``), at
+      most 18 characters, NUL padded;
+    - drop_tag: rename the DURATION tag (``XURATION``) so readers fall back to the segment duration.
+    """
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    if segment_ms is not None:
+        i = data.find(b"\x44\x89\x88")
+        if i < 0:
+            raise ValueError(f"{path}: no 8-byte Duration element")
+        data[i + 3:i + 11] = struct.pack(">d", segment_ms)
+    j = data.find(b"DURATION\x44\x87")   # TagName "DURATION", then the TagString element
+    if (tag is not None or drop_tag) and j < 0:
+        raise ValueError(f"{path}: no DURATION tag")
+    if tag is not None:
+        size = data[j + 10] & 0x7F          # one-byte EBML size of the TagString
+        value = tag.encode()
+        if len(value) > size:
+            raise ValueError(f"tag value longer than the {size} bytes there")
+        data[j + 11:j + 11 + size] = value.ljust(size, b"\0")
+    if drop_tag:
+        data[j:j + 1] = b"X"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _mp4_box(data: bytes, name: bytes) -> int:
+    i = data.find(name)
+    if i < 0:
+        raise ValueError(f"no {name.decode()} box")
+    if data[i + 4] != 0:
+        raise ValueError(f"{name.decode()} box of version {data[i + 4]}: only version 0 is patched")
+    return i
+
+
+def set_mp4_media_duration(path: str | os.PathLike, ticks: int) -> Path:
+    """Rewrite the duration (in its own timescale's ticks) of the first ``mdhd`` box (the video track), in place."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    i = _mp4_box(data, b"mdhd")   # name, version+flags, creation, modification, timescale, duration
+    data[i + 20:i + 24] = struct.pack(">I", ticks)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def mp4_edit(path: str | os.PathLike) -> tuple[int, int]:
+    """(segment duration in movie ticks, media time in track ticks) of the first entry of the first ``elst`` box."""
+    data = Path(path).read_bytes()
+    i = _mp4_box(data, b"elst")   # name, version+flags, entry count, then the entries
+    return struct.unpack(">Ii", data[i + 12:i + 20])
+
+
+def set_mp4_edit(path: str | os.PathLike, segment: int, media_time: int) -> Path:
+    """Rewrite the first entry of the first ``elst`` box: play `segment` movie ticks from `media_time` (track ticks)."""
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    i = _mp4_box(data, b"elst")
+    data[i + 12:i + 20] = struct.pack(">Ii", segment, media_time)
+    path.write_bytes(bytes(data))
+    return path

@@ -161,3 +161,27 @@ def test_example_click_runs_with_ground_truth(app_url, browser):
                            timeout=30_000)
     assert "walk.mp4" in page.inner_text("#summary")
     page.close()
+
+
+def test_closing_the_page_removes_the_sessions_files(app_url, export_root, browser, tmp_path):
+    """``demo.unload``: a visitor's preview JPEGs and downloads go when the tab closes, not hours later."""
+    import time
+
+    clip = write_clip(tmp_path / "leaving.mp4", num_frames=20, fps=10, size=(96, 64))
+    before = set(export_root.glob("instance-*/session-*"))
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.goto(app_url)
+    page.wait_for_selector("#run-button", timeout=30_000)
+    page.set_input_files("#clip-input input[type=file]", str(clip))
+    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('leaving.mp4')",
+                           timeout=30_000)
+    page.click("#run-button")
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('leaving.mp4')",
+                           timeout=60_000)
+    (mine,) = set(export_root.glob("instance-*/session-*")) - before
+    assert len(list(mine.rglob("*.jpg"))) == 8
+    page.close()
+    deadline = time.monotonic() + 30
+    while mine.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not mine.exists()

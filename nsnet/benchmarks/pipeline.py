@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, "
                f"{torch.cuda.get_device_name(pipe.device) if pipe.device.type == 'cuda' else 'CPU'}")
     rows = [
-        "| path | decode ms | sampler ms | recognizer ms | total ms | GFLOPs/video |",
+        "| path | decode ms | sampler ms | recognizer ms | total ms | GFLOPs/video (multiply-adds) |",
         "|---|---:|---:|---:|---:|---:|",
         f"| NSNet (T={t} previews, K={k}) | {med['decode']:.0f} | {med['sampler']:.0f} | {med['recognizer']:.0f} | "
         f"{med['nsnet_total']:.0f} | {g['total']:.2f} |",

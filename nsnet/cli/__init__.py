@@ -16,6 +16,7 @@ COMMANDS = {
     "make-synthetic": ("nsnet.data.synthetic", "generate the untrimmed-video benchmark"),
     "train": ("nsnet.cli.train", "train the recognizer, pseudo labels and the sampler"),
     "eval": ("nsnet.cli.evaluate", "evaluate NSNet against the baselines"),
+    "analyze": ("nsnet.cli.analyze", "run NSNet over a whole dataset: one JSONL row a video, resumable, torchrun"),
     "ablate": ("nsnet.cli.ablate", "measure the open design choices (pseudo labels, attention, L_non, lam)"),
     "bench": ("nsnet.cli.bench", "measure decode / sampler / recognizer cost"),
     "demo-model": ("nsnet.cli.demo_model", "rebuild the bundled demo checkpoint and example clips"),

@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--val-subset", default="validation")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--cache-dir", default=None,
+                   help="feature cache (default: $NSNET_CACHE_DIR, else $XDG_CACHE_HOME/nsnet or ~/.cache/nsnet)")
     p.add_argument("--config", default=None, help="JSON TrainConfig overrides for the base recipe")
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--markdown", type=Path, default=None)
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         values = json.loads(Path(args.config).read_text()) if args.config else {}
-        cache = args.cache_dir or str(default_cache_dir(args.data))
+        cache = args.cache_dir or str(default_cache_dir())
         base = TrainConfig.from_dict({**values, "data": args.data, "cache_dir": cache, "progress": False,
                                       "save_state": False})
         res = run(base, args.val_subset, args.seeds)

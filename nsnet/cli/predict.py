@@ -8,7 +8,7 @@ import sys
 
 from ..inference import Pipeline
 from ..video import VideoError
-from .common import default_checkpoint
+from .common import add_backbone_path_flag, default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--time-budget-s", type=float, default=None, help="give up decoding after this many seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object (the documented schema)")
+    add_backbone_path_flag(p)
     return p
 
 
@@ -35,14 +36,15 @@ def _summary(result) -> str:
     lines += [f"  {d['score']:6.1%}  {d['label']}" for d in result.labels]
     t, g = result.timings_ms, result.gflops
     lines.append(f"time: decode {t['decode']:.0f} ms, sampler {t['sampler']:.0f} ms, recognizer "
-                 f"{t['recognizer']:.0f} ms on {result.device}; GFLOPs {g['total']:.2f} (dense {g['dense']:.2f})")
+                 f"{t['recognizer']:.0f} ms on {result.device}; GFLOPs (multiply-adds) {g['total']:.2f} "
+                 f"(dense {g['dense']:.2f})")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
+        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device, backbone_paths=dict(args.backbone_paths))
         budget = {} if args.time_budget_s is None else {"time_budget_s": args.time_budget_s}
         result = pipe.analyze(args.video, num_frames=args.frames, k=args.k, lam=args.lam, **budget)
     except (VideoError, ValueError) as exc:  # ConfigError, CheckpointError, --device cuda without a GPU

@@ -20,6 +20,7 @@ _LAZY = {
     "VideoRecord": "records", "DatasetError": "records", "segments_mask": "records", "VIDEO_EXTENSIONS": "records",
     "load_dataset": "formats",
     "FeatureSet": "features", "build_feature_set": "features", "load_records": "features",
+    "map_labels": "features", "default_cache_dir": "features",
     "VideoDataset": "dataset",
     "FeatureCache": "cache", "video_key": "cache",
 }

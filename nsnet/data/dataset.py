@@ -13,7 +13,9 @@
                   the record has segments. EVALUATION ONLY: training must not read it.
 
 **Bad videos never end a run.** Missing or unreadable videos make ``__getitem__`` return
-``None`` (each failure is logged once per video, then summarised by :meth:`report`).
+``None`` (each failure is logged once per video, then summarised by :meth:`report`; with
+``log_failures=False`` nothing is logged and the caller reports ``failures`` itself, as
+training does: one line and a file for all ranks).
 
 With ``cache_dir`` the decoded previews are cached on disk (key: path, size, mtime, T,
 S, crop), so each video is decoded once (uint8: T*S*S*3 bytes a video, 2.4 MB at T=16,
@@ -66,6 +68,7 @@ class VideoDataset(Dataset):
         *,
         crop: bool = True,
         time_budget_s: float | None = 30.0,
+        log_failures: bool = True,
     ) -> None:
         if num_frames < 1 or size < 1:
             raise ValueError(f"num_frames and size must be >= 1, got {num_frames}, {size}")
@@ -75,6 +78,7 @@ class VideoDataset(Dataset):
         self.time_budget_s = time_budget_s
         self.cache = FeatureCache(cache_dir) if cache_dir is not None else None
         self.failures: dict[str, str] = {}   # video_id -> one-line reason (this process)
+        self.log_failures = log_failures
 
     def __len__(self) -> int:
         return len(self.records)
@@ -95,7 +99,9 @@ class VideoDataset(Dataset):
     def _fail(self, rec: VideoRecord, reason: str) -> None:
         if rec.video_id not in self.failures:
             self.failures[rec.video_id] = reason
-            log.warning("skipping video %s (%d unreadable so far): %s", rec.video_id, len(self.failures), reason)
+            if self.log_failures:
+                log.warning("skipping video %s (%d unreadable so far): %s", rec.video_id, len(self.failures),
+                            reason)
 
     def _decode(self, rec: VideoRecord) -> dict[str, Tensor]:
         clip = read_clip(rec.path, num_frames=self.num_frames, size=self.size, time_budget_s=self.time_budget_s)

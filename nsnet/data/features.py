@@ -6,31 +6,41 @@ its weights), so later epochs, runs and evaluations never decode again. Videos t
 cannot be read (any per-video failure: missing, damaged, lying metadata, a symlink loop)
 are counted, logged once and skipped; :func:`write_skipped` lists them next to a run's
 outputs.
+
+The cache lives in one user folder by default (:func:`default_cache_dir`), shared by
+``train``, ``eval`` and ``ablate``: keys hold each video's absolute path, size and mtime,
+so datasets never collide, and evaluating a model on the data it was validated on during
+training decodes nothing.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import logging
+import os
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import one_line
 from ..inference import Pipeline
+from ..models.backbones import backbone_fingerprint
 from .. import distributed as dist_utils
+from ..progress import RateLog, show_bar
 from ..video import VideoError, read_clip
 from .cache import FeatureCache, video_key
 from .formats import load_dataset
-from .records import segments_mask
+from .records import normalise_subset, segments_mask
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FeatureSet", "load_records", "build_feature_set", "default_cache_dir", "backbone_fingerprint",
-           "write_skipped"]
+__all__ = ["FeatureSet", "load_records", "map_labels", "build_feature_set", "default_cache_dir",
+           "backbone_fingerprint", "write_skipped"]
 
 
 @dataclass(frozen=True)
@@ -50,34 +60,82 @@ class FeatureSet:
         return len(self.video_ids)
 
 
-def default_cache_dir(data: str | Path) -> Path:
-    p = Path(data)
-    return (p if p.is_dir() else p.parent) / ".nsnet-cache"
+def default_cache_dir() -> Path:
+    """The feature / preview cache of ``train``, ``eval`` and ``ablate`` when ``--cache-dir`` is not given:
+    ``$NSNET_CACHE_DIR``, else ``$XDG_CACHE_HOME/nsnet``, else ``~/.cache/nsnet``."""
+    explicit = os.environ.get("NSNET_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "nsnet"
+
+
+@contextmanager
+def _readers_quiet(quiet: bool = True):
+    """The annotation readers' warnings off (they were reported by an earlier read, or by rank 0)."""
+    logger = logging.getLogger("nsnet.data.formats")
+    was = logger.disabled
+    logger.disabled = was or quiet
+    try:
+        yield
+    finally:
+        logger.disabled = was
+
+
+def _subset_counts(data: str | Path, video_root) -> str:
+    """``"training (242), validation (80)"``: the subsets a dataset has (for an error message)."""
+    with _readers_quiet():
+        records, _ = load_dataset(data, video_root=video_root, subset=None)
+    counts = Counter(r.subset or "(none)" for r in records)
+    return ", ".join(f"{name} ({n})" for name, n in sorted(counts.items())) or "none"
 
 
 def load_records(data: str | Path, subset: str | None, *, video_root: str | Path | None = None,
-                 max_videos: int | None = None):
-    """Records and class names of one subset of a dataset (any format ``nsnet.data`` reads)."""
-    records, class_names = load_dataset(data, video_root=video_root, subset=subset)
+                 max_videos: int | None = None, quiet: bool = False):
+    """Records and class names of one subset of a dataset (any format ``nsnet.data`` reads).
+
+    Fails with one line (``FileNotFoundError``) when the subset is empty, naming the subsets
+    the dataset has, or when none of its video files exists, with a hint about ``--video-root``;
+    both before any model is built. ``quiet`` silences the readers' warnings (malformed
+    entries, missing files): for a second read of the same file, or on ranks other than 0.
+    """
+    with _readers_quiet(quiet):
+        records, class_names = load_dataset(data, video_root=video_root, subset=subset)
+    if not records and subset not in (None, "all"):
+        raise FileNotFoundError(f"no videos in subset {subset!r} of {data} (normalised: "
+                                f"{normalise_subset(subset)!r}); its subsets: {_subset_counts(data, video_root)}, "
+                                "or 'all'")
     unlabelled = sum(r.label_index < 0 for r in records)
     if unlabelled:
         log.warning("skipping %d unlabelled videos of subset %r", unlabelled, subset)
         records = [r for r in records if r.label_index >= 0]
     if not records:
-        raise FileNotFoundError(f"no videos found for subset {subset!r} in {data}")
+        raise FileNotFoundError(f"no labelled videos found for subset {subset!r} in {data}")
     if max_videos is not None:
         records = records[:max_videos]
+    if not any(r.path.is_file() for r in records):
+        where = f"under --video-root {video_root}" if video_root else "beside the annotations"
+        raise FileNotFoundError(f"no video found: none of the {len(records)} videos of subset {subset!r} of {data} "
+                                f"exists {where} (first expected at {records[0].path}); pass --video-root with "
+                                "the folder that holds them")
     return records, class_names
 
 
-def backbone_fingerprint(module: nn.Module) -> str:
-    """Short hash of a module's weights: the cache never mixes up two sets of weights."""
-    h = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes()[:4096])
-        h.update(np.float64(tensor.detach().double().sum().item()).tobytes())
-    return h.hexdigest()[:12]
+def map_labels(records, class_names: list[str]):
+    """Re-index ``records`` to ``class_names`` by label name (e.g. a checkpoint's classes).
+
+    Returns ``(records, unknown)``: the records whose label is in ``class_names``, with
+    ``label_index`` pointing into it, and ``{label: count}`` of the labels it does not know
+    (those records are left out).
+    """
+    index = {name: i for i, name in enumerate(class_names)}
+    kept, unknown = [], Counter()
+    for r in records:
+        if r.label in index:
+            kept.append(r if r.label_index == index[r.label] else dataclasses.replace(r, label_index=index[r.label]))
+        else:
+            unknown[str(r.label)] += 1
+    return kept, dict(sorted(unknown.items()))
 
 
 def _cache_key(record, pipe: Pipeline, num_frames: int, fingerprints: tuple[str, str]) -> dict:
@@ -88,10 +146,15 @@ def _cache_key(record, pipe: Pipeline, num_frames: int, fingerprints: tuple[str,
 
 
 def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frames: int, cache_dir: str | Path,
-                      *, dist: dist_utils.DistInfo | None = None, progress: bool = True) -> FeatureSet:
+                      *, dist: dist_utils.DistInfo | None = None, progress: bool = True, log_every: int = 50,
+                      report_skipped: bool = True, what: str = "features") -> FeatureSet:
     """Decode, embed and cache every record's previews; return the stacked features.
 
-    Under DDP each rank fills its shard of the cache, then every rank reads all of it.
+    Under DDP each rank fills its shard of the cache, then every rank reads all of it. The
+    main process draws a bar when ``progress`` and stderr is a terminal, and logs a line every
+    ``log_every`` videos of its shard either way. Unreadable videos end up in ``skipped``;
+    ``report_skipped`` logs their count once (callers that write them with
+    :func:`write_skipped` say it there instead).
     """
     dist = dist or dist_utils.DistInfo()
     cache = FeatureCache(Path(cache_dir))
@@ -116,16 +179,19 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
             failed[record.video_id] = f"{record.path}: {type(exc).__name__}: {one_line(exc)}"
             log.debug("video %s failed", record.video_id, exc_info=True)
 
-    for record in tqdm(records[dist.rank::dist.world_size], desc="features", unit="video",
-                       disable=not (progress and dist.is_main)):
+    mine = records[dist.rank::dist.world_size]
+    rate = RateLog(log, what, len(mine), log_every, scale=dist.world_size, enabled=dist.is_main)
+    for record in tqdm(mine, desc=what, unit="video", disable=not show_bar(progress, dist.is_main)):
         fetch(record)
+        rate.update()
+    rate.finish(" (this rank's shard)" if dist.enabled else "")
     dist_utils.barrier(dist)
     for record in records:  # other ranks' shares (read back from the cache)
         if record.video_id not in done and record.video_id not in failed:
             fetch(record)
     kept = [r for r in records if r.video_id in done]
     items = [done[r.video_id] for r in kept]
-    if failed and dist.is_main:
+    if failed and dist.is_main and report_skipped:
         first = next(iter(failed.items()))
         log.warning("skipped %d of %d videos that could not be read (first: %s: %s)",
                     len(failed), len(records), *first)
@@ -144,13 +210,22 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
                       skipped={r.video_id: (str(r.path), failed[r.video_id]) for r in records if r.video_id in failed})
 
 
-def write_skipped(path: str | Path, skipped: dict[str, tuple[str, str]]) -> Path | None:
-    """Write ``video_id<TAB>path<TAB>reason`` lines (nothing, and None, when no video was skipped)."""
+def write_skipped(path: str | Path, skipped: dict[str, tuple[str, str]], total: int | None = None) -> Path | None:
+    """Write ``video_id<TAB>path<TAB>reason`` lines (nothing, and None, when no video was skipped).
+
+    Logs one warning: with ``total`` (videos tried) the whole summary, ``skipped 2 of 12
+    videos that could not be read (first: ...); listed in PATH``; without, where the list is.
+    """
     if not skipped:
         return None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["video_id\tpath\treason"] + [f"{vid}\t{p}\t{why}" for vid, (p, why) in skipped.items()]
     path.write_text("\n".join(lines) + "\n")
-    log.warning("the %d skipped videos are listed in %s", len(skipped), path)
+    if total is None:
+        log.warning("the %d skipped videos are listed in %s", len(skipped), path)
+    else:
+        vid, (_, why) = next(iter(skipped.items()))
+        log.warning("skipped %d of %d videos that could not be read (first: %s: %s); listed in %s",
+                    len(skipped), total, vid, why, path)
     return path

@@ -3,7 +3,7 @@
 * :mod:`.pipeline`   -- :class:`Pipeline` (build, load, save, run on frames or a file).
 * :mod:`.result`     -- :class:`PipelineResult`, a plain record with ``to_dict()``.
 * :mod:`.methods`    -- which frames NSNet and the baselines keep, and what they cost.
-* :mod:`.checkpoint` -- the checkpoint folder (``config.json`` + ``model.safetensors``).
+* :mod:`.checkpoint` -- the checkpoint folder (``config.json`` + ``model.safetensors`` [+ ``backbones/``]).
 * :mod:`.flops`      -- GFLOPs of a forward pass.
 """
 from .checkpoint import CheckpointError

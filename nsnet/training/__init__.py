@@ -1,7 +1,10 @@
 """Training: the three-stage recipe, its config, losses and pseudo labels.
 
 * :mod:`.config`        -- :class:`TrainConfig` (nests the :class:`~nsnet.config.PipelineConfig`).
-* :mod:`.trainer`       -- :func:`run` / :func:`train`, the stages and :class:`Trainer` (DDP, resume).
+* :mod:`.trainer`       -- :func:`run` / :func:`train`, the stages and :class:`Trainer` (DDP, accumulation).
+* :mod:`.modules`       -- stage inputs (cached features, previews) and modules; frame chunks, bf16, augmentation.
+* :mod:`.state`         -- the resumable state: when it is written, what a resume may change.
+* :mod:`.monitor`       -- progress lines, the validation metric and the best checkpoint.
 * :mod:`.losses`        -- ``L_frame + alpha L_sal + beta L_non``.
 * :mod:`.pseudo_labels` -- frame targets from the frozen teacher.
 """

@@ -41,13 +41,15 @@ class TrainConfig:
     """Every knob of a training run; saved into the checkpoint's ``meta.train``.
 
     ``finetune=True`` also trains both backbones (at ``finetune_lr``; heads use ``lr``) on
-    decoded previews instead of cached features, and the checkpoint then stores them.
+    decoded previews instead of cached features, and the checkpoint then stores them; the
+    knobs marked "finetune" only act then. The comments here are the ``nsnet train --help``
+    texts' short form (``nsnet.cli.train.HELP`` has the full ones).
     """
 
     data: str = ""                       # dataset folder or annotation file (see nsnet.data)
     video_root: str | None = None        # where the videos are, when not beside the annotations
     out: str = "runs/nsnet"              # checkpoint folder to write
-    cache_dir: str | None = None         # feature cache (default: <data>/.nsnet-cache, shared with eval)
+    cache_dir: str | None = None         # feature cache (default: nsnet.data.features.default_cache_dir())
     subset: str = "training"
     max_videos: int | None = None
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # architecture, T, K, lam
@@ -55,7 +57,8 @@ class TrainConfig:
     # optimisation
     recognizer_epochs: int = 40
     sampler_epochs: int = 60
-    batch_size: int = 32                 # videos per step (per process)
+    batch_size: int = 32                 # videos per forward pass (per process)
+    grad_accum: int = 1                  # forward passes per optimiser step (global batch: x world size)
     lr: float = 2e-3                     # heads
     finetune_lr: float = 1e-4            # backbones, with --finetune
     weight_decay: float = 1e-4
@@ -68,11 +71,21 @@ class TrainConfig:
     alpha: float = 1.0
     beta: float = 1.0
     non_mode: str = "uniform"            # the background-class variant inverts the attention (README)
+    # finetune at scale
+    frame_chunk: int = 0                 # finetune: backbone frames per chunk (0 = batch x T at once)
+    augment: bool = False                # finetune: random resized crop + horizontal flip of the previews
+    amp: bool = True                     # finetune: bf16 autocast on CUDA (no effect on CPU)
+    # validation
+    val_subset: str = "validation"       # "" or "none": no validation
+    val_every: int = 1                   # epochs between validations (0: none)
     # runtime
     device: str = "auto"
     resume: bool = False
-    save_state: bool = True              # write the resumable state after every epoch
-    progress: bool = True
+    save_state: bool = True              # keep a resumable training state next to the output
+    state_every_min: float = 10.0        # ... written mid-epoch after this many minutes
+    state_min_interval_s: float = 60.0   # ... written at an epoch end at most this often (always at a stage end)
+    log_every: int = 50                  # a progress line every N optimiser steps / N videos (0: none)
+    progress: bool = True                # tqdm bars (only when stderr is a terminal)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +95,17 @@ class TrainConfig:
             raise ConfigError(f"pseudo_rule must be one of {', '.join(RULES)}, got {self.pseudo_rule!r}")
         if self.non_mode not in ("background", "uniform"):
             raise ConfigError(f"non_mode must be 'background' or 'uniform', got {self.non_mode!r}")
+        for name, low in (("recognizer_epochs", 0), ("sampler_epochs", 0), ("batch_size", 1), ("grad_accum", 1),
+                          ("frame_chunk", 0), ("val_every", 0), ("log_every", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("state_every_min", "state_min_interval_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+        if self.augment and not self.finetune:
+            raise ConfigError("augment needs finetune: cached features are computed once, without augmentation")
 
     # ------------------------------------------------------------------ (de)serialising
     @classmethod
@@ -143,11 +167,29 @@ class TrainConfig:
             recognizer=dataclasses.replace(base.recognizer, freeze_backbone=not tune_recognizer))
 
     @property
+    def validates(self) -> bool:
+        return bool(self.val_subset) and self.val_subset.lower() != "none" and self.val_every > 0
+
+    @property
     def cache_path(self) -> Path:
-        """Feature / preview cache; by default beside the data, shared with ``eval``."""
-        return Path(self.cache_dir) if self.cache_dir else default_cache_dir(self.data)
+        """Feature / preview cache: ``cache_dir``, else the user cache folder ``eval`` and ``ablate`` share."""
+        return Path(self.cache_dir) if self.cache_dir else default_cache_dir()
+
+    def _beside_out(self, suffix: str) -> Path:
+        out = Path(self.out)
+        return out.with_name(out.name + suffix)
 
     @property
     def state_path(self) -> Path:
-        out = Path(self.out)
-        return out.with_name(out.name + ".train_state.pt")
+        """``<out>.train_state.pt``: the resumable training state."""
+        return self._beside_out(".train_state.pt")
+
+    @property
+    def best_path(self) -> Path:
+        """``<out>.best``: the checkpoint of the sampler epoch with the best validation NSNet mAP at K."""
+        return self._beside_out(".best")
+
+    @property
+    def skipped_path(self) -> Path:
+        """``<out>.skipped.tsv``: the videos that could not be read."""
+        return self._beside_out(".skipped.tsv")

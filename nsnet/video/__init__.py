@@ -37,7 +37,13 @@ Bad input raises a ``VideoError`` subclass whose ``str()`` is one line,
 ``VideoNotFoundError`` (also a ``FileNotFoundError``), ``EmptyVideoError``,
 ``NotAVideoError``, ``NoVideoStreamError`` (audio only), ``StillImageError``,
 ``TruncatedVideoError``, ``UnsupportedCodecError``, ``NoDecodableFramesError``,
-``CorruptVideoError`` (over half the sample points damaged), ``DecodeTimeoutError``.
+``CorruptVideoError`` (over half the sample points damaged, or data the decoder rejects),
+``DecodeTimeoutError``, ``UnsupportedGeometryError`` (beyond ``nsnet.limits``: aspect ratio
+over ``MAX_ASPECT_RATIO``, a stream over ``MAX_SOURCE_PIXELS``, an animated GIF over
+``MAX_GIF_PIXELS``, an output frame over ``MAX_DECODE_PIXELS``; refused from the headers,
+before a picture of that size is allocated). Stated durations that are not credible
+(non-finite, not positive, contradicting each other or the index) are replaced by the
+packets' own timestamps.
 
 Layout: ``errors`` (the ``VideoError`` family), ``container`` (opening, stream choice,
 timing, ``VideoInfo``/``Clip``), ``decoder`` (``Decoder``: decode, seek, skip), ``sampling``
@@ -47,14 +53,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
+import av
 import numpy as np
 
 from .container import Clip, VideoInfo
 from .decoder import Decoder
 from .errors import (CorruptVideoError, DecodeTimeoutError, EmptyVideoError, NoDecodableFramesError, NotAVideoError,
-                     NoVideoStreamError, StillImageError, TruncatedVideoError, UnsupportedCodecError, VideoError,
-                     VideoNotFoundError)
+                     NoVideoStreamError, StillImageError, TruncatedVideoError, UnsupportedCodecError,
+                     UnsupportedGeometryError, VideoError, VideoNotFoundError)
 from .sampling import check_coverage, output_size, sample, segment_centres
 
 log = logging.getLogger(__name__)
@@ -62,7 +70,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "VideoError", "VideoNotFoundError", "EmptyVideoError", "NotAVideoError", "NoVideoStreamError",
     "StillImageError", "TruncatedVideoError", "UnsupportedCodecError", "NoDecodableFramesError",
-    "CorruptVideoError", "DecodeTimeoutError",
+    "CorruptVideoError", "DecodeTimeoutError", "UnsupportedGeometryError",
     "VideoInfo", "Clip", "probe", "read_clip", "segment_centres",
 ]
 
@@ -81,6 +89,8 @@ def probe(path: str | os.PathLike, *, time_budget_s: float | None = 30.0) -> Vid
             return video.info
     except VideoError as err:
         raise _detached(err) from err.__cause__
+    except _DATA_ERRORS as err:
+        raise _as_video_error(path, err) from _bare(err)
 
 
 def read_clip(
@@ -130,10 +140,37 @@ def read_clip(
                       path, num_frames, stats.decoded, stats.seeks, stats.errors, sampler.decoders, stats.nonref)
     except VideoError as err:
         raise _detached(err) from err.__cause__
+    except _DATA_ERRORS as err:
+        raise _as_video_error(path, err) from _bare(err)
     return Clip(frames=np.stack(sampler.frames), timestamps_s=sampler.times.copy(), info=info,
                 repeated=len(np.unique(sampler.times)) < num_frames)
+
+
+#: What PyAV or arithmetic on a file's (bad) metadata may raise deep inside; read_clip/probe
+#: turn it into a one-line VideoError naming the file (arguments are checked before).
+_DATA_ERRORS = (av.FFmpegError, ValueError, ArithmeticError, RuntimeError, OSError)
 
 
 def _detached(err: VideoError) -> VideoError:
     """Drop the traceback: its frames would keep the decoder (and its threads) alive."""
     return err.with_traceback(None)
+
+
+def _bare(err: BaseException) -> BaseException:
+    """`err` and the exceptions chained to it without tracebacks (kept as the cause, for debugging)."""
+    seen, e = set(), err
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        e.__traceback__ = None
+        e = e.__cause__ or e.__context__
+    return err
+
+
+def _as_video_error(path: str, err: BaseException) -> VideoError:
+    """The VideoError for an unexpected low-level failure on this file's data."""
+    log.debug("%s: %s while reading the video", path, type(err).__name__, exc_info=err)
+    if isinstance(err, OSError) and not isinstance(err, av.FFmpegError):
+        return VideoError(path, f"cannot be read ({err.strerror or type(err).__name__})")
+    detail = re.sub(r"\[Errno -?\d+\]\s*", "", " ".join(str(err).split()))
+    detail = detail if len(detail) <= 120 else detail[:117] + "..."
+    return CorruptVideoError(path, f"damaged or inconsistent video data ({type(err).__name__}: {detail})")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Iterator
 
 import av
 
-from .container import (RAW_DEMUXERS, Deadline, VideoInfo, check_index_within_file, open_container, thread_count,
-                        timing, video_stream)
+from .container import (RAW_DEMUXERS, Deadline, VideoInfo, check_geometry, check_index_within_file, codec_options,
+                        display_width, open_container, thread_count, timing, video_stream)
 from .errors import NoDecodableFramesError, VideoError
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,10 @@ class Decoder:
             self.stream = video_stream(path, self.container)
             if opened is not None and self.stream.index != opened.stream_index:
                 raise VideoError(path, "the file changed while it was being read")
+            if opened is None:   # what the headers declare, before a frame of that size is decoded
+                cc = self.stream.codec_context
+                check_geometry(path, cc.width, cc.height, self.stream.sample_aspect_ratio,
+                               frames=self.stream.frames, gif=cc.name == "gif")
             self.threads = thread_count(self.stream, threads)
             self._start(self.threads)
         except BaseException:
@@ -108,14 +112,17 @@ class Decoder:
         self._pending.insert(0, first)
         dts_lag = _index_lag(self.stream, first, time_base)
         check_index_within_file(self.path, self.stream)
-        return OpenedVideo(
+        self.opened = OpenedVideo(
             stream_index=self.stream.index, time_base=time_base, has_pts=has_pts,
-            origin_s=float(first.pts * time_base) if has_pts else 0.0, dts_lag=dts_lag, info=self._make_info(first))
+            origin_s=float(first.pts * time_base) if has_pts else 0.0, dts_lag=dts_lag, info=None)
+        self.load_index()   # Matroska reads its cues now (sampling would): timing checks the duration against them
+        return replace(self.opened, info=self._make_info(first))
 
     def _start(self, threads: int) -> None:
         """Decoder threads and fresh counters for the just opened container."""
         self.stream.codec_context.thread_type = "AUTO"
         self.stream.codec_context.thread_count = threads
+        self.stream.codec_context.options = codec_options()   # never a picture beyond MAX_SOURCE_PIXELS
         self.stats = DecodeStats()
         self._decoder = None      # generator of good frames from the current demux position
         self._pending = []        # frames decoded ahead (by the probe)
@@ -292,10 +299,11 @@ class Decoder:
         stream, container = self.stream, self.container
         rotation = int(round(-(first.rotation or 0) / 90.0)) * 90 % 360
         fps, duration, num_frames = timing(self.path, stream, container, self.deadline)
-        w, h = first.width, first.height
         sar = stream.sample_aspect_ratio
-        if sar and sar > 0 and sar != 1:
-            w = max(1, int(round(w * sar)))
+        # the decoded frame again: headers may leave the size out or state another one
+        check_geometry(self.path, first.width, first.height, sar, frames=num_frames,
+                       gif=stream.codec_context.name == "gif")
+        w, h = display_width(first.width, sar), first.height
         if rotation in (90, 270):
             w, h = h, w
         return VideoInfo(

@@ -6,7 +6,7 @@ import os
 __all__ = [
     "VideoError", "VideoNotFoundError", "EmptyVideoError", "NotAVideoError", "NoVideoStreamError",
     "StillImageError", "TruncatedVideoError", "UnsupportedCodecError", "NoDecodableFramesError",
-    "CorruptVideoError", "DecodeTimeoutError", "Cancelled",
+    "CorruptVideoError", "DecodeTimeoutError", "UnsupportedGeometryError", "Cancelled",
 ]
 
 
@@ -55,11 +55,15 @@ class NoDecodableFramesError(VideoError):
 
 
 class CorruptVideoError(VideoError):
-    """Too many damaged frames to sample the video faithfully."""
+    """Too damaged to sample faithfully: too many damaged frames, or data and metadata no decoder accepts."""
 
 
 class DecodeTimeoutError(VideoError):
     """Decoding ran past the time budget."""
+
+
+class UnsupportedGeometryError(VideoError):
+    """Picture dimensions outside ``nsnet.limits``: an absurd aspect ratio or too many pixels to decode."""
 
 
 class Cancelled(VideoError):

@@ -14,9 +14,10 @@ import threading
 
 import numpy as np
 
+from .. import limits
 from .container import VideoInfo, memory_cap
 from .decoder import DecodeStats, Decoder
-from .errors import Cancelled, CorruptVideoError, NoDecodableFramesError, TruncatedVideoError
+from .errors import Cancelled, CorruptVideoError, NoDecodableFramesError, TruncatedVideoError, UnsupportedGeometryError
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,29 @@ def segment_centres(duration_s: float, num_frames: int) -> np.ndarray:
 
 
 def output_size(info: VideoInfo, size: int | None) -> tuple[int, int]:
-    """(W, H) with the shorter side == size, aspect kept; None keeps the display size."""
+    """(W, H) with the shorter side == size, aspect kept; None keeps the display size.
+
+    Raises ``UnsupportedGeometryError`` for an output frame above ``MAX_DECODE_PIXELS``
+    (probing already refused aspect ratios beyond ``MAX_ASPECT_RATIO``, so with a `size`
+    the longer side is at most ``size * MAX_ASPECT_RATIO``).
+    """
     if size is None:
-        return (info.width, info.height)
-    short = min(info.width, info.height)
-    scale = size / short
-    w, h = max(1, round(info.width * scale)), max(1, round(info.height * scale))
-    return (size, h) if info.width == short else (w, size)
+        w, h = info.width, info.height
+    else:
+        short = min(info.width, info.height)
+        scale = size / short
+        w, h = max(1, round(info.width * scale)), max(1, round(info.height * scale))
+        w, h = (size, h) if info.width == short else (w, size)
+        if max(w, h) > size * limits.MAX_ASPECT_RATIO + 1:
+            raise UnsupportedGeometryError(
+                info.path, f"unsupported geometry: {info.width}x{info.height} pixels, aspect ratio beyond the "
+                           f"{limits.MAX_ASPECT_RATIO:g}:1 limit")
+    if w * h > limits.MAX_DECODE_PIXELS:
+        what = "the display size" if size is None else f"size={size}"
+        raise UnsupportedGeometryError(
+            info.path, f"output frames of {w}x{h} pixels ({what}) are above the limit of "
+                       f"{limits.MAX_DECODE_PIXELS / 1e6:.1f} Mpx; ask for a smaller size")
+    return (w, h)
 
 
 def _to_rgb(frame, rotation: int, out_size: tuple[int, int]) -> np.ndarray:

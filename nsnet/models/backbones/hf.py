@@ -8,13 +8,25 @@ both builds and loads (there is no separate weight loader); ``pretrained=False``
 architecture from the config with random weights. transformers is imported lazily, only by
 these builders: it is heavy and only ``hf:`` / ``clip:`` names need it.
 Like any ``nn.Module`` (and timm's ``create_model``) the built backbones start in train mode.
+
+Checkpoints store these backbones' weights (no package ships them) and, through
+:meth:`~nsnet.models.backbones.base.Backbone.save_files`, the config / preprocessor /
+tokenizer files that rebuild the architecture offline from the checkpoint folder.
+
+Swin (transformers' ``SwinLayer``) shrinks its windows in place when a stage is narrower
+than ``window_size``; at such sizes the relative position bias no longer fits ("The size of
+tensor a (36) must match the size of tensor b (49)"), and the shrunk windows stay for every
+later call, whatever its size. :class:`HFImageClassifier` puts them back around every forward
+and names the admissible sizes up front (:meth:`HFImageClassifier.input_size_problem`).
 """
 from __future__ import annotations
 
 import inspect
 import json
 import logging
+import math
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -139,6 +151,18 @@ def find_classifier(model: nn.Module, num_labels: int) -> str:
     return found[0]
 
 
+def _save_hf_files(folder: Path, model: nn.Module, preprocessor: dict[str, Any] | None,
+                   tokenizer: Any = None) -> bool:
+    """The files that rebuild ``model``'s architecture offline (no weights): config, preprocessor, tokenizer."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(folder))
+    if preprocessor is not None:
+        (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2) + "\n")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    return True
+
+
 class HFImageClassifier(Backbone):
     """A transformers ``AutoModelForImageClassification`` split before its classifier.
 
@@ -149,26 +173,58 @@ class HFImageClassifier(Backbone):
 
     def __init__(self, model: nn.Module, classifier_name: str, *, name: str, input_size: int,
                  mean: tuple[float, float, float], std: tuple[float, float, float],
-                 head_labels: list[str] | None) -> None:
+                 head_labels: list[str] | None, preprocessor: dict[str, Any] | None = None) -> None:
         fc = model.get_submodule(classifier_name)
         super().__init__(name=name, num_features=fc.in_features, input_size=input_size,
                          mean=mean, std=std, head_labels=head_labels)
         replace_submodule(model, classifier_name, nn.Identity())
         self.model = model
         self.classifier = fc
+        self.preprocessor = preprocessor  # preprocessor_config.json as read (None: defaults)
         # lets ViT-like models run at sizes other than the native one (e.g. 128 px previews)
         self._forward_kwargs = {"interpolate_pos_encoding": True} if _accepts(model.forward, "interpolate_pos_encoding") else {}
+        # Swin layers that resize their windows in place (see the module docstring), with their own sizes
+        self._windows = [(m, m.window_size, m.shift_size) for m in model.modules()
+                         if hasattr(m, "set_shift_and_window_size") and hasattr(m, "shift_size")]
+
+    def _reset_windows(self) -> None:
+        for module, window, shift in self._windows:
+            module.window_size, module.shift_size = window, shift
 
     def forward_features(self, x: Tensor) -> Tensor:
-        out = self.model(pixel_values=x, **self._forward_kwargs)
+        self._reset_windows()  # each call sees the model as built, whatever ran (or failed) before
+        try:
+            out = self.model(pixel_values=x, **self._forward_kwargs)
+        finally:
+            self._reset_windows()
         return out.logits.flatten(1)  # (N, D): the classifier's input
+
+    def input_size_problem(self, size: int) -> str | None:
+        """Swin: every stage must be at least ``window_size`` tokens wide. A stage is
+        ``ceil(size / (patch_size * 2^stage))`` tokens wide, so with ``L`` stages the size must
+        exceed ``patch_size * 2^(L-1) * (window_size - 1)`` (found by sweeping tiny models)."""
+        cfg = self.model.config
+        if not self._windows or not all(hasattr(cfg, a) for a in ("patch_size", "window_size", "depths")):
+            return None
+        patch, window, stages = _side(cfg.patch_size) or 1, int(cfg.window_size), len(cfg.depths)
+        stride = patch * 2 ** (stages - 1)  # pixels per token in the last stage
+        if math.ceil(size / stride) >= window:
+            return None
+        smallest = stride * (window - 1) + 1
+        return (f"Swin needs input sizes of at least {smallest} px (any size from {smallest} up, e.g. "
+                f"{stride * window}): its last stage must be at least window_size={window} tokens wide, one "
+                f"token per {stride} px (patch_size {patch} x 2^{stages - 1}), and {size} px gives "
+                f"{math.ceil(size / stride)}")
+
+    def save_files(self, folder: Path) -> bool:
+        return _save_hf_files(Path(folder), self.model, self.preprocessor)
 
     def forward_head(self, feats: Tensor) -> Tensor:
         self._check_head()
         return self.classifier(feats)  # (N, C)
 
 
-@register_backbone("hf:", find_weights=hub_weights, help="hf:<model id or folder>")
+@register_backbone("hf:", find_weights=hub_weights, help="hf:<model id or folder>", location=True)
 def build_hf_classifier(
     source: str,
     weights: str | None = None,
@@ -201,10 +257,10 @@ def build_hf_classifier(
     fc_name = find_classifier(model, num_labels)
     id2label = config.id2label or {}
     head_labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(num_labels)]
-    size, mean, std = input_spec(read_preprocessor_config(source, **hub), getattr(config, "image_size", None),
-                                 IMAGENET_MEAN, IMAGENET_STD)
+    pre = read_preprocessor_config(source, **hub)
+    size, mean, std = input_spec(pre, getattr(config, "image_size", None), IMAGENET_MEAN, IMAGENET_STD)
     return HFImageClassifier(model, fc_name, name=f"hf:{source}", input_size=size, mean=mean, std=std,
-                             head_labels=head_labels)
+                             head_labels=head_labels, preprocessor=pre)
 
 
 # --------------------------------------------------------------------------- clip: zero-shot
@@ -220,14 +276,20 @@ class CLIPZeroShot(Backbone):
 
     def __init__(self, model: nn.Module, tokenizer: Any, class_names: list[str], *, prompt: str = DEFAULT_PROMPT,
                  name: str, input_size: int, mean: tuple[float, float, float],
-                 std: tuple[float, float, float]) -> None:
+                 std: tuple[float, float, float], preprocessor: dict[str, Any] | None = None) -> None:
         super().__init__(name=name, num_features=int(model.config.projection_dim), input_size=input_size,
                          mean=mean, std=std, head_labels=list(class_names))
         self.model = model
         self.tokenizer = tokenizer
         self.prompt = prompt
+        self.preprocessor = preprocessor
         self.register_buffer("text_embeds", torch.empty(0, self.num_features), persistent=False)
         self.set_class_names(class_names, prompt)
+        # the class embeddings are derived from the weights: new weights (a checkpoint) redo them
+        self.register_load_state_dict_post_hook(_refresh_text_embeds)
+
+    def save_files(self, folder: Path) -> bool:
+        return _save_hf_files(Path(folder), self.model, self.preprocessor, self.tokenizer)
 
     @staticmethod
     def _pooled(out: Any) -> Tensor:
@@ -269,7 +331,11 @@ class CLIPZeroShot(Backbone):
         return scale * feats @ self.text_embeds.to(feats.dtype).t()  # (N, C)
 
 
-@register_backbone("clip:", find_weights=hub_weights, help="clip:<model id or folder>")
+def _refresh_text_embeds(module: CLIPZeroShot, incompatible_keys: Any) -> None:
+    module.set_class_names(list(module.head_labels))
+
+
+@register_backbone("clip:", find_weights=hub_weights, help="clip:<model id or folder>", location=True)
 def build_clip(
     source: str,
     weights: str | None = None,
@@ -302,7 +368,7 @@ def build_clip(
         tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     except (OSError, ValueError, KeyError) as e:
         raise BackboneError(f"clip:{source}: cannot load a CLIP model and tokenizer: {_one_line(e)}") from e
-    size, mean, std = input_spec(read_preprocessor_config(source, **hub),
-                                 getattr(model.config.vision_config, "image_size", None), CLIP_MEAN, CLIP_STD)
+    pre = read_preprocessor_config(source, **hub)
+    size, mean, std = input_spec(pre, getattr(model.config.vision_config, "image_size", None), CLIP_MEAN, CLIP_STD)
     return CLIPZeroShot(model, tokenizer, list(class_names), prompt=prompt, name=f"clip:{source}",
-                        input_size=size, mean=mean, std=std)
+                        input_size=size, mean=mean, std=std, preprocessor=pre)

@@ -1,8 +1,11 @@
 """``torchvision.models`` classifiers as backbones: ``torchvision:<arch>``, ``mobilenet_v2``, ``resnet50``.
 
-``pretrained=True`` loads the default weights only if their file is already in the torch hub
-cache (``torch.hub.get_dir()/checkpoints``, read with ``weights_only=True``); otherwise a
-warning is logged and the network keeps its random initialisation: nsnet never downloads.
+``pretrained=True`` loads the default weights from the torch hub cache
+(``torch.hub.get_dir()/checkpoints``, read with ``weights_only=True``). nsnet never downloads:
+when the file is not there, :class:`MissingWeightsError` says where it was looked for and how
+to fetch it (a backbone never silently stays random). These weights do not come with a
+package, so checkpoints store them (``weights_from_package=False``); rebuilding one only
+needs the categories of the default weights (:func:`describe_torchvision_weights`).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from nsnet.models.backbones.base import Backbone, BackboneError, replace_submodule
+from nsnet.models.backbones.base import Backbone, BackboneError, MissingWeightsError, replace_submodule
 from nsnet.models.backbones.registry import register_backbone
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "TorchvisionClassifier",
     "build_torchvision",
     "cached_torchvision_weights_path",
+    "describe_torchvision_weights",
     "find_torchvision_weights",
     "load_torchvision_weights",
 ]
@@ -75,6 +79,7 @@ class TorchvisionClassifier(Backbone):
         mean: tuple[float, float, float],
         std: tuple[float, float, float],
         head_labels: list[str] | None,
+        fixed_input_size: int | None = None,
     ) -> None:
         fc = net.get_submodule(classifier_name)
         super().__init__(
@@ -84,6 +89,13 @@ class TorchvisionClassifier(Backbone):
         self.net = net
         self.classifier = fc
         self.classifier_name = classifier_name
+        self.fixed_input_size = fixed_input_size  # ViT / MaxViT run at the size they were built for only
+
+    def input_size_problem(self, size: int) -> str | None:
+        if self.fixed_input_size is None or size == self.fixed_input_size:
+            return None
+        return (f"{self.name} runs at {self.fixed_input_size} px only (its position embeddings / "
+                f"partitions are built for that size)")
 
     def forward_features(self, x: Tensor) -> Tensor:
         out = self.net(x)  # (N, D); Inception/GoogLeNet in train mode also return aux logits
@@ -118,29 +130,40 @@ class TorchvisionCheckpoint(NamedTuple):
     """Default weights of ``arch`` read from the torch hub cache."""
 
     arch: str
-    state_dict: dict[str, Tensor]  # keys of the whole torchvision network
+    state_dict: dict[str, Tensor] | None  # keys of the whole torchvision network; None: a checkpoint has them
     categories: list[str]  # the labels of its classifier
 
 
-def find_torchvision_weights(arch: str) -> TorchvisionCheckpoint | None:
-    """Read the default weights of ``arch`` if they are in the torch hub cache; never downloads.
+def _how_to_fetch(arch: str, weights: tvm.WeightsEnum, path: str) -> str:
+    name = f"{type(weights).__name__}.{weights.name}"
+    return (f"on a machine with network run python -c \"import torchvision; torchvision.models.get_model("
+            f"'{arch}', weights='{name}')\" (or download {weights.url}) and copy {os.path.basename(path)} into "
+            f"{os.path.dirname(path)} (TORCH_HOME moves that cache), or build it with pretrained=False "
+            f"(nsnet train --no-sampler-backbone-pretrained / --no-recognizer-backbone-pretrained) to train "
+            f"it from scratch")
 
-    Returns ``None`` (after a warning: the network keeps its random init) when they are not.
+
+def find_torchvision_weights(arch: str) -> TorchvisionCheckpoint:
+    """Read the default weights of ``arch`` from the torch hub cache; never downloads.
+
+    Raises :class:`MissingWeightsError` (one line: where they were looked for, how to get
+    them) when the file is not there.
     """
     weights = _default_weights(arch)
     path = cached_torchvision_weights_path(weights)
     if not os.path.isfile(path):
-        log.warning(
-            "torchvision %s: pretrained weights %s not in the torch hub cache (%s); "
-            "keeping random init (nsnet never downloads; fetch them with torchvision to use them)",
-            arch, os.path.basename(path), os.path.dirname(path),
-        )
-        return None
+        raise MissingWeightsError(f"torchvision {arch}: pretrained weights {path} not found in the torch hub cache "
+                                  f"(nsnet never downloads); {_how_to_fetch(arch, weights, path)}")
     try:
         state_dict = _fix_legacy_keys(arch, torch.load(path, map_location="cpu", weights_only=True))
     except Exception as e:  # truncated download, pickle with code, ...
         raise BackboneError(f"torchvision {arch}: cannot read cached weights {path}: {e}") from e
     return TorchvisionCheckpoint(arch, state_dict, list(weights.meta["categories"]))
+
+
+def describe_torchvision_weights(arch: str) -> TorchvisionCheckpoint:
+    """The default weights of ``arch`` without their tensors (a checkpoint supplies those)."""
+    return TorchvisionCheckpoint(arch, None, list(_default_weights(arch).meta["categories"]))
 
 
 def build_torchvision(
@@ -174,8 +197,14 @@ def build_torchvision(
     if found is None:
         raise BackboneError(f"torchvision {arch!r} has no linear classifier to split features from")
     fc_name, _ = found
+    fixed = None
+    if isinstance(net, tvm.VisionTransformer):
+        fixed = int(net.image_size)
+    elif isinstance(net, tvm.MaxVit):
+        fixed = int(kwargs.get("input_size", (input_size, input_size))[0])
     return TorchvisionClassifier(
-        net, fc_name, name=f"torchvision:{arch}", input_size=input_size, mean=mean, std=std, head_labels=None
+        net, fc_name, name=f"torchvision:{arch}", input_size=input_size, mean=mean, std=std, head_labels=None,
+        fixed_input_size=fixed,
     )
 
 
@@ -183,16 +212,18 @@ def load_torchvision_weights(model: TorchvisionClassifier, weights: TorchvisionC
     """Load a checkpoint of the whole torchvision network into ``model`` and label its head.
 
     ``kwargs`` are those ``model`` was built with: the aux heads that inception_v3 / googlenet
-    checkpoints need at load time are dropped afterwards unless ``aux_logits=True``.
+    checkpoints need at load time are dropped afterwards unless ``aux_logits=True``. Weights
+    without tensors (:func:`describe_torchvision_weights`) only shape and label the model.
     """
     net = model.net
-    identity = net.get_submodule(model.classifier_name)
-    replace_submodule(net, model.classifier_name, model.classifier)  # the network the checkpoint is of
-    try:
-        net.load_state_dict(weights.state_dict, strict=True)
-    finally:
-        replace_submodule(net, model.classifier_name, identity)
-    log.info("torchvision %s: loaded cached ImageNet weights", weights.arch)
+    if weights.state_dict is not None:
+        identity = net.get_submodule(model.classifier_name)
+        replace_submodule(net, model.classifier_name, model.classifier)  # the network the checkpoint is of
+        try:
+            net.load_state_dict(weights.state_dict, strict=True)
+        finally:
+            replace_submodule(net, model.classifier_name, identity)
+        log.info("torchvision %s: loaded cached ImageNet weights", weights.arch)
     if weights.arch in _AUX_ARCHS and not kwargs.get("aux_logits", False):
         net.aux_logits = False
         if weights.arch == "inception_v3":
@@ -207,6 +238,7 @@ register_backbone(
     "torchvision:",
     find_weights=find_torchvision_weights,
     load_weights=load_torchvision_weights,
+    describe_weights=describe_torchvision_weights,
     help="torchvision:<torchvision.models classifier>",
 )(build_torchvision)
 
@@ -215,4 +247,5 @@ for _arch in ("mobilenet_v2", "resnet50"):  # short names for two common ones
         _arch,
         find_weights=partial(find_torchvision_weights, _arch),
         load_weights=load_torchvision_weights,
+        describe_weights=partial(describe_torchvision_weights, _arch),
     )(partial(build_torchvision, _arch))

@@ -1,0 +1,304 @@
+"""``nsnet analyze`` end to end on a tiny generated benchmark: rows, eval agreement, resume, torchrun.
+
+The dataset: 8 generated videos plus an unlabelled copy of the testing subset, a missing
+file and a damaged one. The model: a tiny random pipeline saved as a checkpoint.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from nsnet.cli import analyze as analyze_cli
+from nsnet.cli import evaluate as eval_cli
+from nsnet.config import PipelineConfig, RecognizerConfig, SamplerConfig
+from nsnet.data.synthetic import main as make_synthetic
+from nsnet.evaluation import jsonl
+from nsnet.evaluation.analyze import resolve_inputs
+from nsnet.evaluation.rows import ROW_KEYS, ROW_METHODS, summarize
+from nsnet.inference import Pipeline
+from nsnet.inference.methods import select, video_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+T, K = 6, 2
+VOLATILE = ("timings_ms",)  # wall times differ between runs; everything else must not
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """``mixed.json``: the 8 labelled videos, 2 unlabelled (ActivityNet testing style), a missing and a damaged one."""
+    root = tmp_path_factory.mktemp("analyze") / "data"
+    assert make_synthetic([str(root), "--videos", "8", "--seed", "5", "--classes", "3", "--size", "96x72"]) == 0
+    doc = json.loads((root / "annotations.json").read_text())
+    db = doc["database"]
+    videos = sorted((root / "videos").glob("*.mp4"))
+    for i, src in enumerate(videos[:2]):  # unlabelled copies: no annotations, as the official testing subset
+        shutil.copy(src, root / "videos" / f"unlabelled_{i}.mp4")
+        db[f"unlabelled_{i}"] = {"subset": "testing", "duration": db[src.stem]["duration"], "annotations": []}
+    db["missing_video"] = {"subset": "validation", "duration": 10.0,
+                           "annotations": [{"segment": [1.0, 4.0], "label": doc["taxonomy"][1]["nodeName"]}]}
+    data = videos[2].read_bytes()
+    (root / "videos" / "damaged.mp4").write_bytes(data[:48] + bytes(len(data) // 3))  # header kept, rest zeroed
+    db["damaged"] = {"subset": "validation", "duration": db[videos[2].stem]["duration"],
+                     "annotations": db[videos[2].stem]["annotations"]}
+    (root / "mixed.json").write_text(json.dumps(doc))
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(dataset, tmp_path_factory):
+    names = (dataset / "classes.txt").read_text().split()
+    cfg = PipelineConfig(class_names=names, num_frames=T, k=K, lam=0.5,
+                         sampler=SamplerConfig(backbone="efficientnet_lite0", backbone_pretrained=False, input_size=64,
+                                               hidden_dim=32, attention_dim=16),
+                         recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=False,
+                                                     input_size=64))
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    Pipeline.build(cfg, device="cpu").save_pretrained(folder)
+    return folder
+
+
+def _strict(path: Path) -> list[dict]:
+    """Every line of a JSONL file, parsed as strict JSON (NaN / Infinity rejected)."""
+    def reject(name):
+        raise ValueError(f"non-strict JSON constant {name}")
+    return [json.loads(line, parse_constant=reject) for line in path.read_text().splitlines()]
+
+
+def _stable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in VOLATILE}
+
+
+def _analyze(dataset, checkpoint, out, *extra) -> int:
+    return analyze_cli.main([str(dataset / "mixed.json"), "--checkpoint", str(checkpoint), "--out", str(out),
+                             "--device", "cpu", "--no-progress", "--batch-size", "3", *extra])
+
+
+@pytest.fixture(scope="module")
+def full_run(dataset, checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "rows.jsonl"
+    assert _analyze(dataset, checkpoint, out, "--workers", "1") == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- rows
+def test_rows_follow_the_schema(full_run, dataset):
+    rows = _strict(full_run)
+    records, _ = resolve_inputs([dataset / "mixed.json"])
+    assert [r["id"] for r in rows] == [r.video_id for r in records]  # every video once, in input order
+    for row in rows:
+        assert tuple(row) == ROW_KEYS, row["id"]
+    by_id = {r["id"]: r for r in rows}
+    assert "no such file" in by_id["missing_video"]["error"] or "not found" in by_id["missing_video"]["error"]
+    assert by_id["damaged"]["error"] and "damaged.mp4" in by_id["damaged"]["error"]
+    for bad in ("missing_video", "damaged"):
+        row = by_id[bad]
+        assert "\n" not in row["error"] and row["selected"] == [] and row["nsnet"] is None
+        assert row["gt"] is not None and row["segments"]  # what is known about the video is still there
+    for i in range(2):
+        row = by_id[f"unlabelled_{i}"]
+        assert row["error"] is None and row["gt"] is None and row["segments"] == [] and row["saliency_ap"] is None
+        assert all(row[m]["correct"] is None for m in ROW_METHODS)
+    ok = [r for r in rows if r["error"] is None]
+    assert len(ok) == 10
+    for row in ok:
+        assert len(row["timestamps_s"]) == len(row["frame_scores"]) == len(row["attention"]) == T
+        assert len(row["fused"]) == len(row["teacher"]) == T
+        assert len(row["selected"]) == K and row["selected"] == sorted(row["selected"])
+        assert row["duration_s"] > 0 and row["timestamps_s"][-1] <= row["duration_s"]
+        assert set(row["gflops"]) == set(ROW_METHODS) and row["gflops"]["dense"] > row["gflops"]["uniform"]
+        assert row["gflops"]["uniform"] == row["gflops"]["random"] < row["gflops"]["nsnet"]
+        assert set(row["timings_ms"]) == {"decode", "sampler", "recognizer", "total"}
+        for m in ROW_METHODS:
+            scores = row["class_scores"][m]
+            assert len(scores) == 3 and abs(sum(scores) - 1) < 1e-4
+            assert row[m]["score"] == max(scores)
+            if row["gt"] is not None:
+                assert row[m]["correct"] == (row[m]["label"] == row["gt"])
+        # the teacher is the recognizer's confidence in NSNet's predicted class on every preview
+        top = row["class_scores"]["nsnet"].index(max(row["class_scores"]["nsnet"]))
+        assert np.mean(row["teacher"]) == pytest.approx(row["class_scores"]["dense"][top], abs=1e-6)
+        if row["gt"] is not None:
+            assert row["saliency_ap"] is None or 0 <= row["saliency_ap"] <= 1
+    summary = json.loads(jsonl.summary_path(full_run).read_text())
+    assert summary["counts"] == {"videos": 12, "ok": 10, "errors": 2, "labelled": 8, "unlabelled": 2,
+                                 "unknown_label": 0}
+    assert summary["processed"] == 12 and summary["videos_per_s"] > 0 and summary["t"] == T and summary["k"] == K
+    for m in ROW_METHODS:
+        assert 0 <= summary["methods"][m]["map"] <= 1 and 0 <= summary["methods"][m]["top1"] <= 1
+    assert not jsonl.part_files(full_run)
+
+
+def test_rows_match_the_pipeline_on_one_clip(full_run, checkpoint):
+    """The engine (features of a batch, then heads) decides what Pipeline.analyze decides for one video."""
+    pipe = Pipeline.from_pretrained(checkpoint, device="cpu")
+    row = next(r for r in _strict(full_run) if r["error"] is None and r["gt"] is not None)
+    res = pipe.analyze(row["path"], T, K, dense=True)
+    assert row["selected"] == res.selected.tolist()
+    assert row["nsnet"]["label"] == res.labels[0]["label"]
+    np.testing.assert_allclose(row["frame_scores"], res.frame_scores, atol=1e-5)
+    np.testing.assert_allclose(row["class_scores"]["dense"], res.frame_probs.mean(0), atol=1e-5)
+
+
+def test_analyze_and_eval_agree_exactly(full_run, dataset, checkpoint, tmp_path):
+    js, per_video = tmp_path / "eval.json", tmp_path / "eval_rows.jsonl"
+    assert eval_cli.main(["--data", str(dataset / "mixed.json"), "--checkpoint", str(checkpoint), "--subset", "all",
+                          "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--per-video", str(per_video),
+                          "--no-progress", "--device", "cpu"]) == 0
+    agg = json.loads(js.read_text())
+    assert agg["num_videos"] == 8  # the labelled, readable ones
+    analysed = json.loads(jsonl.summary_path(full_run).read_text())
+    eval_rows = _strict(per_video)
+    from_rows = summarize(eval_rows, (dataset / "classes.txt").read_text().split())
+    for m in ROW_METHODS:
+        for metric in ("map", "top1"):
+            assert analysed["methods"][m][metric] == agg["methods"][m][metric], (m, metric)  # analyze == eval
+            assert from_rows["methods"][m][metric] == agg["methods"][m][metric], (m, metric)  # eval rows == eval
+    assert analysed["saliency_ap"] == pytest.approx(agg["saliency_ap"], abs=1e-12)
+    # the rows themselves: every labelled, readable video has the same outputs in both
+    ours = {r["id"]: r for r in _strict(full_run)}
+    assert {r["id"] for r in eval_rows} == {i for i, r in ours.items() if r["gt"] is not None}
+    for row in eval_rows:
+        mine = ours[row["id"]]
+        if row["error"]:
+            assert mine["error"]
+            continue
+        for key in ("selected", "frame_scores", "attention", "fused", "teacher", "class_scores", "timestamps_s",
+                    *ROW_METHODS, "saliency_ap", "gflops"):
+            assert row[key] == mine[key], (row["id"], key)
+        assert row["timings_ms"] is None
+
+
+# ----------------------------------------------------------------------------- resume
+def test_sigkill_then_resume_gives_every_video_once(dataset, checkpoint, full_run, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    cmd = [sys.executable, "-m", "nsnet", "analyze", str(dataset / "mixed.json"), "--checkpoint", str(checkpoint),
+           "--out", str(out), "--device", "cpu", "--no-progress", "--batch-size", "1", "--workers", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="2", NSNET_LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    assert 3 <= len(before) < 12
+    with open(out, "a") as f:  # and as if it had died in the middle of writing the next row
+        f.write('{"id": "half-written", "path": "x", "frame_sc')
+    again = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = _strict(out)
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 12
+    assert "half-written" not in ids
+    assert json.loads(jsonl.summary_path(out).read_text())["processed"] == 12 - len(before)
+    reference = {r["id"]: _stable(r) for r in _strict(full_run)}
+    assert {r["id"]: _stable(r) for r in rows} == reference
+
+
+def test_resume_picks_up_part_files_of_a_dead_rank(dataset, checkpoint, full_run, tmp_path):
+    """A torchrun job whose rank 1 died: its part file holds a few rows and half a line."""
+    out = tmp_path / "rows.jsonl"
+    lines = full_run.read_text().splitlines()
+    jsonl.part_path(out, 0).write_text("\n".join(lines[0:6:2]) + "\n")
+    jsonl.part_path(out, 1).write_text("\n".join(lines[1:6:2]) + "\n" + lines[7][:50])
+    shutil.copy(jsonl.run_path(full_run), jsonl.run_path(out))
+    assert _analyze(dataset, checkpoint, out) == 2  # not without --resume
+    assert _analyze(dataset, checkpoint, out, "--resume") == 0
+    rows = _strict(out)
+    assert [_stable(r) for r in rows] == [_stable(json.loads(line)) for line in lines]
+    assert json.loads(jsonl.summary_path(out).read_text())["processed"] == 6
+    assert not jsonl.part_files(out)
+
+
+def test_resume_refuses_other_settings(dataset, checkpoint, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    assert _analyze(dataset, checkpoint, out, "--max-videos", "2", "--workers", "0") == 0
+    assert _analyze(dataset, checkpoint, out, "--max-videos", "3", "--workers", "0") == 2  # exists: --resume?
+    assert _analyze(dataset, checkpoint, out, "--resume", "--k", "3", "--workers", "0") == 2  # other K
+    assert _analyze(dataset, checkpoint, out, "--resume", "--max-videos", "3", "--workers", "0") == 0
+    assert len(_strict(out)) == 3
+
+
+# ----------------------------------------------------------------------------- torchrun
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, argv: list[str]) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert analyze_cli.main(argv) == 0
+
+
+def test_two_processes_give_the_rows_of_one(dataset, checkpoint, tmp_path):
+    base = [str(dataset / "mixed.json"), "--checkpoint", str(checkpoint), "--device", "cpu", "--no-progress",
+            "--batch-size", "2", "--workers", "0"]
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    mp.spawn(_rank_main, args=(1, _free_port(), base + ["--out", str(one)]), nprocs=1, join=True)
+    mp.spawn(_rank_main, args=(2, _free_port(), base + ["--out", str(two)]), nprocs=2, join=True)
+    a, b = _strict(one), _strict(two)
+    assert [r["id"] for r in a] == [r["id"] for r in b]  # merged in input order
+    assert [_stable(r) for r in a] == [_stable(r) for r in b]
+    assert not jsonl.part_files(two)
+    s1, s2 = (json.loads(jsonl.summary_path(p).read_text()) for p in (one, two))
+    assert s1["methods"] == s2["methods"] and s2["world_size"] == 2 and s2["processed"] == 12
+
+
+# ----------------------------------------------------------------------------- pieces
+def test_inputs_folders_files_and_missing_ones(dataset, tmp_path):
+    nested = tmp_path / "clips" / "a" / "b"
+    nested.mkdir(parents=True)
+    src = sorted((dataset / "videos").glob("syn_*.mp4"))
+    shutil.copy(src[0], nested / "one.mp4")
+    shutil.copy(src[1], tmp_path / "clips" / "two.mkv")
+    (tmp_path / "clips" / "notes.txt").write_text("not a video")
+    records, names = resolve_inputs([tmp_path / "clips"])
+    assert names is None and [r.video_id for r in records] == ["a/b/one", "two"]
+    assert all(r.label is None and r.label_index == -1 for r in records)
+    records, _ = resolve_inputs([src[0], tmp_path / "nope.mp4", src[0]])
+    assert [r.video_id for r in records] == [src[0].stem, "nope"]  # listed twice: once
+    records, names = resolve_inputs([dataset / "mixed.json"], subset="testing")
+    assert {r.video_id for r in records} >= {"unlabelled_0", "unlabelled_1"} and len(names) == 3
+
+
+def test_random_k_is_seeded_per_video():
+    p = torch.rand(3, 16)
+    seeds = [video_seed(0, v) for v in ("a", "b", "c")]
+    together = select("random", p, p, 4, 0.5, seed=seeds)
+    alone = torch.cat([select("random", p[i:i + 1], p[i:i + 1], 4, 0.5, seed=[s]) for i, s in enumerate(seeds)])
+    assert torch.equal(together, alone)  # a video's frames do not depend on the others
+    assert video_seed(0, "a") == video_seed(0, "a") != video_seed(1, "a")
+    assert torch.equal(select("random", p, p, 4, 0.5, seed=7), select("random", p, p, 4, 0.5, seed=7))
+
+
+def test_jsonl_repair_merge_and_order(tmp_path):
+    out = tmp_path / "x.jsonl"
+    out.write_text('{"id": "b", "v": 1}\n{"id": "a", "v": 2}\n{"id": "c", "v"')
+    assert jsonl.done_ids(out) == {"a", "b"}
+    assert jsonl.repair(out) > 0 and out.read_text().endswith("\n")
+    jsonl.part_path(out, 3).write_text('{"id": "d", "v": 4}\nnot json\n{"id": "a", "v": 9}\n')
+    assert jsonl.done_ids(out) == {"a", "b", "d"}
+    assert jsonl.merge(out, {"a": 0, "b": 1, "c": 2, "d": 3}) == 3
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"id": "a", "v": 2}, {"id": "b", "v": 1}, {"id": "d", "v": 4}]
+    assert not jsonl.part_files(out)
+    with jsonl.RowWriter(out) as w:
+        with pytest.raises(ValueError):
+            w.write({"id": "e", "v": float("nan")})  # strict JSON only

@@ -12,6 +12,14 @@
 * ``app.hub``: Hub ids typed by visitors (syntax only, never a path; the allow-list).
 * ``app.storage``: ``ExportArea``, the one bounded folder the explorer writes into.
 * ``app.errors``: the one-line error text (plain for the API, escaped for the page).
+* Dataset mode (``--data``): ``app.dataset`` (pure rows, filters, sorting, summary, accuracy vs K),
+  ``app.dataset_views`` (its markdown and charts), ``app.dataset_store`` (the shared rows, filled
+  lazily), ``app.dataset_callbacks`` (the Dataset tab and ``/dataset``).
+* Two checkpoints on one clip: ``app.compare`` (pure state and views), ``app.compare_callbacks``
+  (Compare, its K/λ re-rank, ``/compare``, the banner when the picker moves).
+* ``app.model_info``: what the model knows (label set, training data, validation numbers).
+* ``app.ui_panels`` / ``app.wiring_extras``: the layout and events of the above.
+* ``app.bench`` / ``app.bench_dataset``: latency benchmarks (not tests).
 
 Importing this package has no side effects. ``nsnet`` never imports it. ``python app.py``
 (repo root) serves it.

@@ -75,7 +75,7 @@ def _stats(ms: list[float]) -> dict:
 # --------------------------------------------------------------------------- the dataset
 def build_dataset(work: Path, videos: int, distinct: int, checkpoint: str | None) -> tuple[Path, Path]:
     """(annotation file, results file) of the ``videos``-entry dataset (see the module docstring)."""
-    from nsnet.data.synthetic import generate
+    from nsnet.data.synthetic.generate import generate
 
     src = work / f"src-{distinct}"
     if not (src / "annotations.json").is_file():

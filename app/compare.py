@@ -88,7 +88,8 @@ def overlap_markdown(state: CompareState) -> str:
 
     la, lb = state.result_a.labels[0]["label"], state.result_b.labels[0]["label"]
     same = "the same top label" if la == lb else "different top labels"
-    return (f"`{state.clip_name}` · T={state.result_a.num_frames}, K={state.result_a.k}, λ={state.result_a.lam:.2f} · "
+    ra = state.result_a
+    return (f"`{state.clip_name}` · T={ra.num_frames}, K={ra.k}, λ={ra.lam:.2f} · "
             f"{same} · frames both kept: **{fmt(a & b)}** · only A: {fmt(a - b)} · only B: {fmt(b - a)}.\n\n"
             f"Decoded once ({fmt_ms(state.decode_ms)}), both checkpoints on the same previews; the comparison took "
             f"{fmt_ms(state.total_ms)} in all.")

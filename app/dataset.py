@@ -337,7 +337,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str] | No
     return DatasetSummary(
         total=len(rows), analysed=len(analysed), with_gt=len(judged),
         pending=sum(1 for r in rows if r.get("pending")), errors=sum(1 for r in rows if r.get("error")),
-        accuracy=accuracy, correct=correct, map=_maps(judged, class_names or ()), saliency_ap=float(np.mean(aps)) if aps else None,
+        accuracy=accuracy, correct=correct, map=_maps(judged, class_names or ()),
+        saliency_ap=float(np.mean(aps)) if aps else None,
         confusion=dict(confusion), k_curve=accuracy_by_k(judged, class_names, lam, seed) if class_names else None)
 
 

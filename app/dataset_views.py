@@ -36,7 +36,7 @@ def summary_markdown(s: DatasetSummary, k: int | None = None, t: int | None = No
     if any(v is not None for v in s.map.values()):
         head.append("| mAP | " + " | ".join(_pct(s.map[m]) for m in ("nsnet", "uniform", "random", "dense")) + " |")
     lines = ["\n".join(head)]
-    facts = [f"{s.with_gt} videos with a ground-truth label"]
+    facts = [f"{s.with_gt} video{'s' * (s.with_gt != 1)} with a ground-truth label"]
     if s.saliency_ap is not None:
         facts.append(f"mean saliency AP {s.saliency_ap:.3f}")
     lines.append(" · ".join(facts) + ".")
@@ -116,22 +116,24 @@ def confusion_spec(s: DatasetSummary, class_order: Sequence[str] = (), height: i
 
 def k_curve_spec(curve: dict | None, k: int | None = None, height: int = 340, note: str = "") -> dict:
     """Top-1 vs K for NSNet, uniform and random (lines) and dense-T (a flat line), figure dict."""
-    title = "Accuracy vs K (from cached per-frame outputs)"
+    title = "Top-1 vs K (cached per-frame outputs)"
     if not curve:
         return _empty(title, note or "no analysed video with a ground-truth label yet", height)
     ks = curve["k"]
     data: list[dict[str, Any]] = []
     for m in ("nsnet", "uniform", "random"):
         data.append(dict(type="scatter", mode="lines+markers", x=ks, y=[100 * v for v in curve[m]],
-                         name=METHOD_NAMES[m] + "-K", line=dict(color=CURVE_COLORS[m], width=3 if m == "nsnet" else 1.8),
+                         name=METHOD_NAMES[m] + "-K",
+                         line=dict(color=CURVE_COLORS[m], width=3 if m == "nsnet" else 1.8),
                          marker=dict(size=5), hovertemplate="K=%{x}: %{y:.1f}%<extra>" + METHOD_NAMES[m] + "</extra>"))
     data.append(dict(type="scatter", mode="lines", x=[ks[0], ks[-1]], y=[100 * curve["dense"]] * 2,
                      name=f"Dense-{curve['t']}", line=dict(color=CURVE_COLORS["dense"], width=1.5, dash="dash"),
                      hovertemplate="%{y:.1f}%<extra>dense</extra>"))
-    layout = _layout(f"{title}: {curve['n']} videos, λ={curve['lam']:.2f}", height, "K (frames to the recognizer)",
-                     "top-1 (%)")
+    layout = _layout(f"Top-1 vs K · {curve['n']} video{'s' * (curve['n'] != 1)} · λ={curve['lam']:.2f}", height,
+                     "K (frames to the recognizer)", "top-1 (%)")
     layout["yaxis"]["range"] = [0, 102]
-    layout["legend"] = dict(orientation="h", yanchor="bottom", y=-0.42, x=0)
+    layout["legend"] = dict(x=0.99, xanchor="right", y=0.03, yanchor="bottom", bgcolor="rgba(255,255,255,0.85)",
+                            font=dict(size=11))
     if k:
         layout["shapes"] = [dict(type="line", xref="x", yref="y domain", x0=k, x1=k, y0=0, y1=1,
                                  line=dict(color="#6b7280", width=1, dash="dot"))]

@@ -129,8 +129,8 @@ def banner_markdown(info: ModelInfo) -> str:
     lines.append(f"<details><summary>Its {n} classes (the only answers it can give)</summary>{shown}</details>")
     if info.trained and info.synthetic:
         lines.append(
-            f"⚠️ **This model was trained on the synthetic benchmark** (moving shapes, not real actions): a real clip "
-            f"will be forced into one of its {n} synthetic classes, so its label means nothing there. To analyse real "
+            "⚠️ **This model was trained on the synthetic benchmark** (moving shapes, not real actions): "
+            f"a real clip will be forced into one of its {n} synthetic classes, so its label means nothing there. To analyse real "
             "videos, serve a checkpoint trained on real data: `python app.py --checkpoint DIR`, `--models-dir DIR` "
             "(every checkpoint folder in it is offered in the picker), or a Hugging Face Hub id on Spaces "
             "(`NSNET_CHECKPOINT=user/name`, or the hub box with `--allow-hub`).")

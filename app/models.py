@@ -226,10 +226,12 @@ def read_example_annotations(ann_file: Path, folder: Path) -> dict[str, VideoRec
     return {r.video_id: r for r in records}
 
 
-def load_examples(folder: Path | None, limit: int = 24) -> list[ExampleClip]:
+def load_examples(folder: Path | None, limit: int = 96) -> list[ExampleClip]:
     """Example clips in ``folder`` (sorted by name) with their annotations when present.
 
     A clip ``walk.mp4`` or ``v_walk.mp4`` takes the annotation of id ``walk`` or ``v_walk``.
+    At most ``limit`` clips (each is hashed at start-up); the page pages them and says how
+    many the folder holds; a larger set is better served as a dataset (``--data``).
     """
     if folder is None or not folder.is_dir():
         return []
@@ -237,14 +239,16 @@ def load_examples(folder: Path | None, limit: int = 24) -> list[ExampleClip]:
     if (folder / "annotations.json").is_file():
         annotations = read_example_annotations(folder / "annotations.json", folder)
     clips = []
-    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file()):
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if len(paths) > limit:
+        log.warning("%s: %d example clips, showing the first %d; serve the folder with --data to search them all",
+                    folder, len(paths), limit)
+    for path in paths[:limit]:
         stem = path.stem
         record = annotations.get(stem) or annotations.get(stem.removeprefix("v_")) or annotations.get(f"v_{stem}")
         segments = _annotated_segments(record) if record else ()
         label = record.label if record else None
         clips.append(ExampleClip(stem, path.resolve(), path.stat().st_size, file_sha256(path), segments, label))
-        if len(clips) >= limit:
-            break
     return clips
 
 

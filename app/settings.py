@@ -20,10 +20,10 @@
 | --export-mb       | NSNET_EXPORT_MB                  | 200 (preview JPEGs + downloads, all sessions) |
 | --export-max-age-min | NSNET_EXPORT_MAX_AGE_MIN      | 60 (a session folder unwritten this long is removed) |
 | (none)            | SPACES_ZERO_GPU (1/true)         | off: inference runs in process; on Hugging Face ZeroGPU it runs under ``spaces.GPU`` |
-| --data            | NSNET_DATA                       | none: dataset mode off (ActivityNet JSON, Kinetics CSV or class folders) |
+| --data            | NSNET_DATA                       | none: dataset mode off (ActivityNet, Kinetics CSV, folders) |
 | --video-root      | NSNET_VIDEO_ROOT                 | the reader's default (beside the annotation file) |
 | --subset          | NSNET_SUBSET                     | all subsets (e.g. validation)  |
-| --results         | NSNET_RESULTS                    | none: rows computed lazily (``nsnet analyze`` JSONL makes them instant) |
+| --results         | NSNET_RESULTS                    | none: rows computed lazily (``nsnet analyze`` JSONL: instant) |
 
 The resource ceilings a visitor's request runs under are all here (``Limits`` in the
 README): pixels per frame (``max_frame_pixels``), frames per request (``max_frames``),

@@ -201,8 +201,8 @@ def build_layout(store: ModelStore, settings: AppSettings, examples: Sequence[Ex
                     example_labels=[_example_label(e) for e in examples],
                     label=examples_label(len(examples), max(len(examples), count_videos(settings.examples_dir))),
                     examples_per_page=EXAMPLES_PER_PAGE) if examples else None
-                t_slider = gr.Slider(2, settings.max_frames, value=t0, step=1, label="Preview frames T", elem_id="t-slider",
-                                     info="decoded and scored by the sampler")
+                t_slider = gr.Slider(2, settings.max_frames, value=t0, step=1, label="Preview frames T",
+                                     elem_id="t-slider", info="decoded and scored by the sampler")
                 k_slider = gr.Slider(1, t0, value=k0, step=1, label="Selected frames K", elem_id="k-slider",
                                      info="sent to the recognizer; moving it re-ranks instantly")
                 lam_slider = gr.Slider(0.0, 1.0, value=float(cfg.lam), step=0.05, label="Fusion weight λ",
@@ -223,8 +223,8 @@ def build_layout(store: ModelStore, settings: AppSettings, examples: Sequence[Ex
 
             # ------------------------------------------------------------ results
             with gr.Column(scale=3, min_width=480):
-                summary = gr.Markdown("### No clip analysed yet\n\nUpload a clip or pick an example, then press **Run**.",
-                                      elem_id="summary")
+                summary = gr.Markdown("### No clip analysed yet\n\nUpload a clip or pick an example, "
+                                      "then press **Run**.", elem_id="summary")
                 plot = gr.Plot(plots.empty_figure(), label="Saliency over time", elem_id="saliency-plot",
                                show_label=False)
                 gallery = gr.Gallery(label="Selected frames, in time order (#rank · time · fused score)",

@@ -44,7 +44,8 @@ def synthetic_pipeline(seed: int = 0, trained: bool = True):
 
 def make_benchmark(folder: Path, videos: int = 6, seed: int = 3) -> Path:
     """A generated synthetic benchmark (``make-synthetic`` layout) of tiny 3-5 s clips."""
-    from nsnet.data.synthetic import SynthConfig, generate
+    from nsnet.data.synthetic import SynthConfig
+    from nsnet.data.synthetic.generate import generate  # (the package attribute becomes the module once imported)
 
     if not (folder / "annotations.json").is_file():
         cfg = SynthConfig(num_classes=NUM_CLASSES, width=96, height=64, fps=6, min_duration_s=3, max_duration_s=5)
@@ -216,7 +217,8 @@ def test_summary_views(bench, tmp_path):
     assert f"NSNet-{K}" in text and "50.0%" in text and "most frequent confusions" in text
     heat = dv.confusion_spec(s, store.class_names)
     assert heat["data"][0]["type"] == "heatmap" and sum(map(sum, heat["data"][0]["z"])) == 6
-    assert "needs per-frame" in json.dumps(dv.k_curve_spec(None))
+    assert "no analysed video" in json.dumps(dv.k_curve_spec(None))
+    assert "frame_probs" in json.dumps(dv.k_curve_spec(None, note="needs frame_probs"))
     status = dv.status_markdown("rows.jsonl", "", 6, 6, False, T, K, 0.5, from_file=True)
     assert "results file `rows.jsonl`" in status and "T=8, K=3" in status
 
@@ -317,6 +319,13 @@ def test_compare_two_checkpoints_decodes_once_and_reranks_both(bench, pipe, mode
         api(str(clip), "", "tiny-synthetic", T, K, 0.5)
 
 
+def test_without_a_dataset_the_dataset_endpoint_says_how_to_start_one(pipe, tmp_path):
+    from app.dataset_callbacks import DatasetCallbacks
+
+    with pytest.raises(gr.Error, match="start it with --data"):
+        DatasetCallbacks(context(pipe, tmp_path)).dataset_api("", "", "", "", False)
+
+
 def test_compare_needs_a_second_checkpoint(pipe, tmp_path, bench):
     from app.compare_callbacks import CompareCallbacks
 
@@ -374,3 +383,20 @@ def test_header_and_result_name_the_same_model(pipe, models_dir, tmp_path, bench
     moved = pick(out["session"], "tiny-synthetic")["banner"]["value"]  # picker moved, result unchanged
     assert moved.startswith(f"Model: **{b_label}**") and "press **Run**" in moved
     assert pick(None, b_label)["banner"]["value"].startswith(f"Model: **{b_label}**")  # before any result
+
+
+def test_example_lists_say_how_many_there_are(tmp_path):
+    from app.models import load_examples
+    from app.ui_panels import count_videos, examples_label
+
+    assert examples_label(4, 4) == "Examples (4 clips); results cached after first use"
+    assert "8 a page" in examples_label(20, 20)
+    cut = examples_label(24, 130)
+    assert "first 24 of 130 clips" in cut and "--data DIR" in cut
+    folder = tmp_path / "many"
+    folder.mkdir()
+    from clips import write_clip
+
+    for i in range(3):
+        write_clip(folder / f"c{i}.mp4", num_frames=4, fps=4, size=(64, 48))
+    assert count_videos(folder) == 3 and len(load_examples(folder, limit=2)) == 2

@@ -146,8 +146,7 @@ def test_dataset_tab_filters_sorts_and_opens_a_row_with_ground_truth(served, bro
     assert page.locator("#tab-analysis-button").get_attribute("aria-selected") == "true"
     summary = page.inner_text("#summary")
     assert f"{target.video_id}.mp4" in summary and ("✓ right" in summary or "✗ wrong" in summary)
-    page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('ground truth')",
-                           timeout=30_000)
+    wait_text(page, "#saliency-plot .legend", "ground truth")
     assert page.inner_text("#model-banner").startswith("Model: tiny-synthetic")  # header = the result's model
     page.screenshot(path=str(tmp_path / "opened.png"), full_page=True)
     assert not errors, errors
@@ -174,8 +173,7 @@ def test_compare_two_checkpoints_on_one_clip(served, browser, tmp_path):
     k_input = page.locator("#k-slider input[type=number]").first
     k_input.fill(str(K + 2))
     k_input.press("Enter")
-    page.wait_for_function("(k) => document.querySelector('#cmp-plot .legend').textContent.includes(`B: selected (K=${k})`)",
-                           arg=K + 2, timeout=15_000)
+    wait_text(page, "#cmp-plot .legend", f"B: selected (K={K + 2})")
     assert f"T={T}, K={K + 2}" in page.inner_text("#cmp-overlap")
     page.get_by_label("Also frame-level and attention curves").check()
     page.wait_for_function("() => document.querySelector('#cmp-plot .legend').textContent.includes('B: attention g')",

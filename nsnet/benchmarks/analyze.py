@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
     records, _ = resolve_inputs([data], subset="all", max_videos=args.max_videos)
     t, k, lam = args.frames, args.k, pipe.config.lam
-    workers = default_workers() if args.workers is None else args.workers
+    workers = default_workers(pipe.device) if args.workers is None else args.workers
     pipe.gflops_per_video(t, k)
     pipe.analyze(records[0].path, t, k, dense=True)  # warm-up: first-call allocations
     rounds = max(1, min(args.rounds, len(records)))

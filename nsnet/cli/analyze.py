@@ -29,10 +29,14 @@ log = logging.getLogger(__name__)
 BARRIER_TIMEOUT_S = 7 * 24 * 3600.0
 
 
-def default_workers() -> int:
-    """Decoding processes: the cores left after the networks' process (at least 1, at most 8)."""
-    per_rank = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(8, per_rank - 1))
+def default_workers(device: torch.device) -> int:
+    """Decoding processes per rank: on CUDA the cores left after the main process (1..8); on
+    CPU none up to 2 cores (the networks use both: a decoding process only competes with
+    them, measured in the README), else a quarter of the cores (1..8)."""
+    cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if device.type == "cuda":
+        return max(1, min(8, cores - 1))
+    return 0 if cores <= 2 else max(1, min(8, cores // 4))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random-K baseline")
     p.add_argument("--batch-size", type=int, default=8, help="videos per network batch (default 8)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: cores per process - 1, 1..8; 0 decodes in this process)")
+                   help="decoding processes (default: on CUDA cores - 1, up to 8; on CPU 0 up to 2 cores, "
+                        "else cores / 4; 0 decodes in this process)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (under torchrun: each rank its GPU)")
     p.add_argument("--resume", action="store_true", help="skip the videos already in OUT and its part files")
     p.add_argument("--max-videos", type=int, default=None)
@@ -83,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("%d labels of the dataset are not classes of the checkpoint (e.g. %s): their videos are "
                         "analysed, with correct = null", len(unknown), ", ".join(unknown[:3]))
         opts = AnalyzeOptions(out=args.out, num_frames=t, k=k, lam=lam, seed=args.seed, batch_size=args.batch_size,
-                              workers=default_workers() if args.workers is None else args.workers,
+                              workers=default_workers(device) if args.workers is None else args.workers,
                               time_budget_s=args.time_budget_s, resume=args.resume, progress=not args.no_progress,
                               checkpoint=str(args.checkpoint))
         summary = analyze(pipe, records, opts, info)

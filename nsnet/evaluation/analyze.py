@@ -157,7 +157,7 @@ def analyze(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
     with jsonl.RowWriter(target) as writer:
         engine.run(pipe, mine, writer.write, num_frames=opts.num_frames, k=opts.k, lam=opts.lam, seed=opts.seed,
                    batch_size=opts.batch_size, workers=opts.workers, time_budget_s=opts.time_budget_s,
-                   progress=opts.progress and dist.is_main)
+                   progress=opts.progress, is_main=dist.is_main, scale=dist.world_size)
     dist_utils.barrier(dist)
     if not dist.is_main:
         return None

@@ -2,16 +2,17 @@
 
 A :class:`torch.utils.data.DataLoader` over the videos decodes ``T`` previews per video
 in worker processes, overlapped with the networks in the main process. Each batch of
-videos goes through the sampler backbone and the recognizer backbone (:func:`batch_features`:
-on CUDA all of the batch's previews together, from pinned memory, under autocast,
-channels-last), then each video's heads and methods run with the code ``eval`` uses
-(:mod:`nsnet.evaluation.rows`), and its row is written as soon as its batch is done. A
-video that cannot be decoded, or that makes a network fail, becomes a row with
-``error``; the run goes on.
+videos goes through both backbones with
+:func:`nsnet.inference.features.backbone_features` (on CUDA all of the batch's previews
+together, from pinned memory, under autocast, channels-last), then each video's heads and
+methods run with the code ``eval`` uses (:mod:`nsnet.evaluation.rows`), and its row is
+written as soon as its batch is done. A video that cannot be decoded, or that makes a
+network fail, becomes a row with ``error``; the run goes on.
 
-On CPU the backbones see the calls of :meth:`Pipeline.extract_features`, which fills
-``eval``'s feature cache, so ``analyze`` and ``eval`` compute the same features and the
-same numbers, bit for bit (``tests/test_analyze.py`` checks it).
+``backbone_features`` is also what fills ``eval``'s feature cache
+(:meth:`Pipeline.extract_features`), so ``analyze`` and ``eval`` compute the same
+features and the same numbers, bit for bit, with the same device and thread count
+(``tests/test_analyze.py`` checks it).
 """
 from __future__ import annotations
 
@@ -24,10 +25,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import one_line
+from ..inference.features import backbone_features
+from ..progress import RateLog, show_bar
 from ..video import VideoError, read_clip
 from .rows import VideoInfo, error_row, head_outputs, make_row
 
-__all__ = ["DecodeDataset", "collate", "batch_features", "run"]
+__all__ = ["DecodeDataset", "collate", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -73,56 +76,12 @@ def collate(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.inference_mode()
-def batch_features(pipe, items: list[dict[str, Any]], chunk: int = 64) -> tuple[list[tuple[Tensor, Tensor]], float, float]:
-    """Backbone features of several videos' previews: ([(sampler (T, Ds), recognizer (T, Dr))], ms, ms).
-
-    On CUDA each backbone sees the batch's previews together (``chunk`` at a time, pinned
-    memory copied asynchronously, channels-last, autocast). On CPU every video goes through
-    exactly the calls of :meth:`Pipeline.extract_features` (all its previews through the
-    sampler, the recognizer in micro-batches of :attr:`Pipeline.CPU_MICRO_BATCH`): the
-    fastest batching there, and the features ``eval`` caches, bit for bit.
-    """
-    dev, cfg = pipe.device, pipe.config
-    nets = ((pipe.sampler.backbone, cfg.sampler.input_size, chunk),
-            (pipe.recognizer.backbone, cfg.recognizer.input_size, pipe.CPU_MICRO_BATCH))
-    sizes = [int(it["frames"].shape[0]) for it in items]
-    _sync(dev)
-    start = time.perf_counter()
-    frames = [it["frames"].to(dev, non_blocking=True) for it in items]  # once, from pinned memory on CUDA
-    feats, times = [], []
-    for backbone, size, cpu_step in nets:
-        outs = []
-        if dev.type == "cuda":
-            x = torch.cat([pipe.prepare(f, backbone, size) for f in frames])
-            for i in range(0, x.shape[0], chunk):
-                with pipe.autocast():
-                    outs.append(backbone.forward_features(x[i:i + chunk]).float())
-        else:
-            for f in frames:
-                for i in range(0, f.shape[0], cpu_step):
-                    with pipe.autocast():
-                        x = pipe.prepare(f[i:i + cpu_step], backbone, size)
-                        x = x.contiguous(memory_format=torch.channels_last)  # as extract_features: ~1.5x faster
-                        outs.append(backbone.forward_features(x).float().cpu())
-        feats.append(torch.cat(outs).cpu().split(sizes))
-        _sync(dev)
-        times.append((time.perf_counter() - start) * 1e3)
-        start = time.perf_counter()
-    return list(zip(feats[0], feats[1])), times[0], times[1]
-
-
 def _outputs(pipe, items, chunk):
     """Features of a batch, falling back to one video at a time when the batch fails."""
     try:
-        feats, s_ms, r_ms = batch_features(pipe, items, chunk)
+        feats, ms = backbone_features(pipe, [it["frames"] for it in items], chunk)
         n = len(items)
-        return [(f, s_ms / n, r_ms / n, None) for f in feats]
+        return [(f, ms["sampler"] / n, ms["recognizer"] / n, None) for f in feats]
     except Exception as exc:
         if len(items) == 1:
             return [(None, 0.0, 0.0, exc)]
@@ -132,11 +91,14 @@ def _outputs(pipe, items, chunk):
 
 def run(pipe, infos: Sequence[VideoInfo], write: Callable[[dict], None], *, num_frames: int, k: int, lam: float,
         seed: int = 0, batch_size: int = 8, workers: int = 1, time_budget_s: float | None = 30.0,
-        chunk: int | None = None, progress: bool = False) -> int:
+        chunk: int | None = None, progress: bool = False, log_every: int = 100, is_main: bool = True,
+        scale: int = 1) -> int:
     """Analyse ``infos`` and ``write`` one row per video, in order within each batch; returns the count.
 
-    ``chunk``: previews per backbone call (default 256 on CUDA; 64 on CPU, per video, as
-    :meth:`Pipeline.extract_features`).
+    ``chunk``: previews per backbone call on CUDA (default 256), sampler previews per call
+    on CPU (default 64, as :meth:`Pipeline.extract_features`). ``progress``: a bar on a
+    terminal; the main process also logs a line every ``log_every`` videos (rate times
+    ``scale``, the number of processes sharing the work).
     """
     from tqdm.auto import tqdm
 
@@ -152,7 +114,8 @@ def run(pipe, infos: Sequence[VideoInfo], write: Callable[[dict], None], *, num_
     pipe.sampler.eval()
     pipe.recognizer.eval()
     written = 0
-    with tqdm(total=len(data), desc="analyze", unit="video", disable=not progress) as bar:
+    rate = RateLog(log, "analyze", len(data), log_every, scale=scale, enabled=is_main)
+    with tqdm(total=len(data), desc="analyze", unit="video", disable=not show_bar(progress, is_main)) as bar:
         for batch in loader:
             good = [it for it in batch if "error" not in it]
             results = dict(zip((it["index"] for it in good), _outputs(pipe, good, chunk))) if good else {}
@@ -174,4 +137,5 @@ def run(pipe, infos: Sequence[VideoInfo], write: Callable[[dict], None], *, num_
                 write(row)
                 written += 1
                 bar.update(1)
+                rate.update(1)
     return written

@@ -38,6 +38,7 @@ from ..models.sampler import NSNetSampler
 from ..video import Clip, read_clip
 from .checkpoint import (BACKBONES_DIR, ROLES, CheckpointError, backbone_sources, portable_backbone_name,
                          read_checkpoint, recorded_backbones, write_checkpoint)
+from .features import backbone_features
 from .flops import count_gflops
 from .result import PipelineResult
 
@@ -320,19 +321,11 @@ class Pipeline:
         """Backbone features of uint8 previews (T, H, W, 3), as training and evaluation cache them.
 
         Returns (sampler features (T, Ds), recognizer features (T, Dr)), float32 on the CPU.
-        The preprocessing is exactly the one ``__call__`` uses.
+        The preprocessing is exactly the one ``__call__`` uses; the backbones run as their
+        inference copies (BatchNorm folded, channels-last), as ``nsnet analyze`` runs them
+        (:func:`nsnet.inference.features.backbone_features`).
         """
-        frames = torch.as_tensor(frames)
-        outs: list[list[Tensor]] = [[], []]
-        parts = ((self.sampler, self.config.sampler.input_size, batch_size),
-                 (self.recognizer, self.config.recognizer.input_size, self._step(batch_size)))
-        for i, (module, size, step) in enumerate(parts):
-            for start in range(0, frames.shape[0], step):
-                with self.autocast():
-                    x = self.prepare(frames[start:start + step], module.backbone, size)
-                    x = x.contiguous(memory_format=torch.channels_last)  # on CPU too: ~1.5x faster there
-                    outs[i].append(module.backbone.forward_features(x).float().cpu())
-        return torch.cat(outs[0]), torch.cat(outs[1])
+        return backbone_features(self, [torch.as_tensor(frames)], chunk=batch_size)[0][0]
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray | Tensor, k: int | None = None, lam: float | None = None, *,

@@ -8,7 +8,10 @@ the locations, :mod:`.render` draws frames, :mod:`.encode` writes MP4s atomicall
 from .classes import CLASS_NAMES
 from .spec import SynthConfig, VideoSpec, sample_spec
 
-__all__ = ["CLASS_NAMES", "SynthConfig", "VideoSpec", "sample_spec", "main", "generate"]
+__all__ = ["CLASS_NAMES", "SynthConfig", "VideoSpec", "sample_spec", "main"]
+
+# The generator itself is ``nsnet.data.synthetic.generate.generate`` (a function of the submodule;
+# a same-named wrapper here would be shadowed by the submodule once it is imported).
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,10 +19,3 @@ def main(argv: list[str] | None = None) -> int:
     from .generate import main as _main
 
     return _main(argv)
-
-
-def generate(*args, **kwargs):
-    """Generate a benchmark folder; see :func:`.generate.generate`."""
-    from .generate import generate as _generate
-
-    return _generate(*args, **kwargs)

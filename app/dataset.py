@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from nsnet.data.records import VideoRecord, segments_mask
-from nsnet.evaluation.metrics import average_precision, mean_average_precision
+from nsnet.metrics import average_precision, mean_average_precision
 from nsnet.evaluation.rows import VideoInfo, VideoOutputs, make_row
 from nsnet.inference import PipelineResult
 from nsnet.inference.methods import CLIP_METHODS, select, video_scores, video_seed

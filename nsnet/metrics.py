@@ -1,7 +1,7 @@
 """Metrics: ActivityNet-style mAP, top-1, and frame-level AP / precision / recall.
 
 A leaf module (numpy only), so training (validation during a run) and evaluation share one
-definition; ``nsnet.evaluation.metrics`` re-exports it.
+definition.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from nsnet.evaluation.metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
+from nsnet.metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
 
 
 def test_average_precision_hand_computed():

@@ -1,7 +1,6 @@
 """Evaluation: NSNet against the baselines, metrics, the ablation runner, and dataset-scale analysis.
 
 * :mod:`.evaluate` -- per-frame outputs of a dataset once, every method as a re-ranking.
-* :mod:`.metrics`  -- mAP (ActivityNet convention), top-1, AP, precision/recall.
 * :mod:`.ablate`   -- the open design choices, each trained and measured over seeds.
 * :mod:`.rows`     -- per-frame outputs of one video, its JSONL row, the summary over rows
   (the one code path ``eval`` and ``analyze`` share).

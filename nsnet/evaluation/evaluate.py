@@ -24,7 +24,7 @@ from ..inference.methods import METHODS, method_gflops, select, video_scores, vi
 from ..inference.result import json_safe
 from ..models.selection import fuse
 from ..training.pseudo_labels import PseudoLabelRule, teacher_confidences
-from .metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
+from ..metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
 from .rows import VideoInfo, VideoOutputs, error_row, head_outputs, make_row, method_scores
 
 __all__ = ["FrameOutputs", "frame_outputs", "evaluate", "k_curve", "video_rows", "write_curve_html", "METHODS"]

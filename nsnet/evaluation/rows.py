@@ -30,7 +30,7 @@ from ..inference.methods import CLIP_METHODS, method_gflops, select, video_score
 from ..inference.result import json_safe
 from ..models.recognizer import class_probs
 from ..models.selection import fuse
-from .metrics import average_precision, mean_average_precision, top1_accuracy
+from ..metrics import average_precision, mean_average_precision, top1_accuracy
 
 __all__ = ["ROW_METHODS", "ROW_KEYS", "VideoOutputs", "VideoInfo", "head_outputs", "method_scores", "make_row",
            "error_row", "summarize", "f32_list"]
@@ -162,7 +162,7 @@ def error_row(info: VideoInfo, error: str, timings_ms: dict[str, float] | None =
 def summarize(rows: Iterable[dict], class_names: Sequence[str]) -> dict[str, Any]:
     """Counts, and per method mAP / top-1 (labelled videos) and GFLOPs, over rows in order.
 
-    The mAP of a method is :func:`~nsnet.evaluation.metrics.mean_average_precision` of the
+    The mAP of a method is :func:`~nsnet.metrics.mean_average_precision` of the
     rows' ``class_scores`` (read back as float32), exactly as ``eval`` computes it.
     """
     index = {c: i for i, c in enumerate(class_names)}

@@ -128,6 +128,11 @@ def test_rows_follow_the_schema(full_run, dataset):
         # the teacher is the recognizer's confidence in NSNet's predicted class on every preview
         top = row["class_scores"]["nsnet"].index(max(row["class_scores"]["nsnet"]))
         assert np.mean(row["teacher"]) == pytest.approx(row["class_scores"]["dense"][top], abs=1e-6)
+        probs = np.asarray(row["frame_probs"], dtype=np.float32)  # (T, C): the recognizer on every preview
+        assert probs.shape == (T, 3) and np.allclose(probs.sum(1), 1, atol=1e-4)
+        assert np.allclose(probs[:, top], row["teacher"], atol=1e-7)
+        assert np.allclose(probs.mean(0), row["class_scores"]["dense"], atol=1e-6)
+        assert np.allclose(probs[row["selected"]].mean(0), row["class_scores"]["nsnet"], atol=1e-6)
         if row["gt"] is not None:
             assert row["saliency_ap"] is None or 0 <= row["saliency_ap"] <= 1
     summary = json.loads(jsonl.summary_path(full_run).read_text())
@@ -137,6 +142,20 @@ def test_rows_follow_the_schema(full_run, dataset):
     for m in ROW_METHODS:
         assert 0 <= summary["methods"][m]["map"] <= 1 and 0 <= summary["methods"][m]["top1"] <= 1
     assert not jsonl.part_files(full_run)
+
+
+def test_rows_give_the_explorer_its_accuracy_by_k(full_run, checkpoint):
+    """The Dataset tab's accuracy-vs-K curve, from a results file alone, agrees with the rows' own methods at K."""
+    from app.dataset import accuracy_by_k, read_results
+
+    results = read_results(full_run)
+    assert results.has_frame_probs
+    labelled = [r for r in results.rows.values() if r["gt"] is not None and r["error"] is None]
+    curve = accuracy_by_k(list(results.rows.values()), Pipeline.from_pretrained(checkpoint).class_names, lam=0.5)
+    assert curve is not None and curve["t"] == T and curve["n"] == len(labelled) == 8
+    for m in ("nsnet", "uniform", "random"):
+        assert curve[m][K - 1] == pytest.approx(np.mean([r[m]["correct"] for r in labelled])), m
+    assert curve["dense"] == pytest.approx(np.mean([r["dense"]["correct"] for r in labelled]))
 
 
 def test_rows_match_the_pipeline_on_one_clip(full_run, checkpoint):
@@ -231,6 +250,38 @@ def test_resume_refuses_other_settings(dataset, checkpoint, tmp_path):
     assert _analyze(dataset, checkpoint, out, "--resume", "--k", "3", "--workers", "0") == 2  # other K
     assert _analyze(dataset, checkpoint, out, "--resume", "--max-videos", "3", "--workers", "0") == 0
     assert len(_strict(out)) == 3
+
+
+def test_bf16_precision_is_close_recorded_and_shared_with_eval(dataset, tmp_path):
+    """``--precision bf16`` on CPU: autocast really runs (numbers move a little), the run
+    records it, a resume in another precision is refused, and eval in bf16 (its own cache
+    entries: the fp32 features cached first are not reused) agrees with it exactly.
+    The bundled demo model (real backbones): a random tiny one scores every frame alike."""
+    demo = ROOT / "assets" / "demo-model"
+    fp32, bf16, cache = tmp_path / "fp32.jsonl", tmp_path / "bf16.jsonl", tmp_path / "cache"
+    eval_args = ["--data", str(dataset / "mixed.json"), "--checkpoint", str(demo), "--subset", "all",
+                 "--cache-dir", str(cache), "--no-progress", "--device", "cpu"]
+    assert eval_cli.main([*eval_args, "--json", str(tmp_path / "fp32.json")]) == 0  # fills the cache in fp32
+    assert _analyze(dataset, demo, fp32, "--workers", "0") == 0
+    assert _analyze(dataset, demo, bf16, "--precision", "bf16", "--workers", "0") == 0
+    assert json.loads(jsonl.run_path(fp32).read_text())["precision"] == "fp32"  # the default on CPU
+    assert json.loads(jsonl.run_path(bf16).read_text())["precision"] == "bf16"
+    assert json.loads(jsonl.summary_path(bf16).read_text())["precision"] == "bf16"
+    ref = {r["id"]: r for r in _strict(fp32)}
+    rows = [r for r in _strict(bf16) if r["error"] is None]
+    assert len(rows) == 10
+    for row in rows:
+        for key in ("frame_probs", "frame_scores"):  # changed (bf16 ran), but only a little
+            diff = np.abs(np.subtract(row[key], ref[row["id"]][key]))
+            assert 0 < diff.max() < 0.25 and diff.mean() < 0.05, (row["id"], key, diff.max(), diff.mean())
+    assert _analyze(dataset, demo, bf16, "--resume", "--precision", "fp32", "--workers", "0") == 2
+    assert _analyze(dataset, demo, tmp_path / "fp16.jsonl", "--precision", "fp16") == 2  # CUDA only
+    assert eval_cli.main([*eval_args, "--precision", "bf16", "--per-video", str(tmp_path / "eval.jsonl")]) == 0
+    ours = {r["id"]: r for r in rows}
+    for row in _strict(tmp_path / "eval.jsonl"):
+        if row["error"] is None:
+            for key in ("selected", "frame_scores", "attention", "class_scores", "frame_probs"):
+                assert row[key] == ours[row["id"]][key], (row["id"], key)
 
 
 # ----------------------------------------------------------------------------- torchrun

@@ -213,3 +213,25 @@ def test_a_failed_forward_does_not_break_the_pipeline(tmp_path):
     after = pipe(frames, dense=True)
     np.testing.assert_allclose(before.fused, after.fused, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(before.frame_probs, after.frame_probs, rtol=1e-6, atol=1e-7)
+
+
+def test_precision_choices_on_cpu(pipe, frames):
+    from nsnet.inference.pipeline import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, "auto") is None and amp_dtype(cpu, "fp32") is None  # float32 is the CPU default
+    assert amp_dtype(cpu, "bf16") is torch.bfloat16
+    for bad, words in (("fp16", "needs a CUDA GPU"), ("int8", "must be one of")):
+        with pytest.raises(ConfigError, match=words):
+            amp_dtype(cpu, bad)
+    with pytest.raises(ConfigError):
+        pipe.set_precision("fp16")
+    assert pipe.amp_dtype is None and pipe.precision == "auto"  # a refused precision changes nothing
+    ref = pipe(frames)
+    assert pipe.set_precision("bf16").amp_dtype is torch.bfloat16
+    got = pipe(frames)
+    assert not np.array_equal(got.frame_scores, ref.frame_scores)  # bf16 really ran
+    np.testing.assert_allclose(got.frame_scores, ref.frame_scores, atol=0.1)
+    pipe.to("cpu")  # moving keeps the precision
+    assert pipe.amp_dtype is torch.bfloat16
+    assert np.array_equal(pipe.set_precision("fp32")(frames).frame_scores, ref.frame_scores)

@@ -2,13 +2,14 @@
 
 Both run in this process on the same videos with the same loaded model (the FLOP count
 and one warm-up video done before either is timed), in ``--rounds`` paired rounds (each
-a slice of the videos, the order of the two paths alternating) so that a busy machine
+a slice of the videos, the order of the paths rotating) so that a busy machine
 slows both alike. Wall time and CPU time (this process and its workers) are reported.
 
 * **loop**: ``for video: pipe.analyze(video, T, K, dense=True)`` (dense, because the rows
   need the recognizer on every preview: the teacher curve and the baselines);
 * **analyze**: :func:`nsnet.evaluation.analyze.analyze` into a temporary ``OUT.jsonl``
-  (decoding in DataLoader workers, networks batched across videos, rows written).
+  (decoding in DataLoader workers, networks batched across videos, rows written), once
+  per ``--precision`` (e.g. ``--precision fp32 bf16``; the loop always runs the default).
 
 It also checks that the two agree: the NSNet label of every video from the loop against
 its row. The default data is the synthetic benchmark ``make-synthetic --videos 100 --seed
@@ -34,6 +35,7 @@ from ..evaluation.analyze import AnalyzeOptions, analyze, resolve_inputs
 from ..evaluation.jsonl import iter_rows
 from ..evaluation.rows import summarize
 from ..inference import Pipeline
+from ..inference.pipeline import PRECISIONS
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--rounds", type=int, default=4,
                    help="split the videos into this many paired rounds, alternating which path goes first")
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=PRECISIONS,
+                   help="time analyze in each of these precisions (e.g. fp32 bf16); the loop runs the default")
     p.add_argument("--skip-loop", action="store_true", help="measure analyze only")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     return p
@@ -76,14 +80,23 @@ def _cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _loop(pipe, records, t, k, lam) -> dict[str, str]:
+def _loop(pipe, records, t, k, lam, stages: dict[str, list[float]]) -> dict[str, str]:
     labels = {}
     for r in records:
         try:
-            labels[r.video_id] = pipe.analyze(r.path, t, k, lam, dense=True).labels[0]["label"]
+            res = pipe.analyze(r.path, t, k, lam, dense=True)
         except Exception as exc:  # noqa: BLE001 - a bad video is skipped, as analyze makes it a row
             log.warning("%s: %s", r.video_id, exc)
+            continue
+        labels[r.video_id] = res.labels[0]["label"]
+        for name, ms in (("decode", res.timings_ms["decode"]), ("sampler", res.timings_ms["sampler"]),
+                         ("recognizer", res.dense_recognizer_ms)):
+            stages[name].append(ms)
     return labels
+
+
+def _medians(stages: dict[str, list[float]]) -> dict[str, float | None]:
+    return {name: float(np.median(v)) if v else None for name, v in stages.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data = _data(args)
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
+    for precision in args.precision:
+        pipe.set_precision(precision)  # refuse one this device cannot run before anything is timed
+    pipe.set_precision("auto")
     records, _ = resolve_inputs([data], subset="all", max_videos=args.max_videos)
     t, k, lam = args.frames, args.k, pipe.config.lam
     workers = default_workers(pipe.device) if args.workers is None else args.workers
@@ -99,56 +115,68 @@ def main(argv: list[str] | None = None) -> int:
     pipe.analyze(records[0].path, t, k, dense=True)  # warm-up: first-call allocations
     rounds = max(1, min(args.rounds, len(records)))
     chunks = [records[i * len(records) // rounds:(i + 1) * len(records) // rounds] for i in range(rounds)]
-    wall = {"loop": 0.0, "analyze": 0.0}
+    paths = ([] if args.skip_loop else ["loop"]) + [f"analyze {p}" for p in args.precision]
+    wall = {p: 0.0 for p in paths}
     cpu = dict(wall)
     loop_labels: dict[str, str] = {}
-    rows: list[dict] = []
+    loop_stages: dict[str, list[float]] = {"decode": [], "sampler": [], "recognizer": []}
+    rows: dict[str, list[dict]] = {p: [] for p in paths if p != "loop"}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, chunk in enumerate(chunks):  # paired rounds, alternating which goes first: fair on a busy machine
-            order = ("loop", "analyze") if i % 2 == 0 else ("analyze", "loop")
-            for what in order:
-                if what == "loop" and args.skip_loop:
-                    continue
+        for i, chunk in enumerate(chunks):  # paired rounds, rotating which goes first: fair on a busy machine
+            for what in paths[i % len(paths):] + paths[:i % len(paths)]:
                 start, start_cpu = time.perf_counter(), _cpu_s()
-                if what == "loop":
-                    loop_labels.update(_loop(pipe, chunk, t, k, lam))
+                if what == "loop":  # Pipeline.analyze as a user calls it: the default precision
+                    pipe.set_precision("auto")
+                    loop_labels.update(_loop(pipe, chunk, t, k, lam, loop_stages))
                 else:
-                    out = Path(tmp) / f"round{i}.jsonl"
+                    pipe.set_precision(what.split()[1])
+                    out = Path(tmp) / f"round{i}-{what.split()[1]}.jsonl"
                     analyze(pipe, chunk, AnalyzeOptions(out=str(out), num_frames=t, k=k, lam=lam,
                                                         batch_size=args.batch_size, workers=workers,
                                                         progress=False, checkpoint=str(args.checkpoint)))
-                    rows += list(iter_rows(out))
+                    rows[what] += list(iter_rows(out))
                 wall[what] += time.perf_counter() - start
                 cpu[what] += _cpu_s() - start_cpu
-    summary = summarize(rows, pipe.class_names)
-    decode = [r["timings_ms"]["decode"] for r in rows if r["timings_ms"]]
-    agree = sum(loop_labels.get(r["id"]) == (r["nsnet"] or {}).get("label") for r in rows if r["id"] in loop_labels)
+    pipe.set_precision("auto")
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
                f"{torch.cuda.get_device_name(pipe.device) if pipe.device.type == 'cuda' else 'CPU'}")
     n = len(records)
-    loop_s = None if args.skip_loop else wall["loop"]
-    result = {"videos": n, "t": t, "k": k, "device": str(pipe.device), "machine": machine, "rounds": rounds,
-              "batch_size": args.batch_size, "workers": workers,
-              "loop_s": loop_s, "loop_videos_per_s": None if loop_s is None else n / loop_s,
-              "loop_cpu_s_per_video": None if loop_s is None else cpu["loop"] / n,
-              "analyze_s": wall["analyze"], "analyze_videos_per_s": n / wall["analyze"],
-              "analyze_cpu_s_per_video": cpu["analyze"] / n,
-              "ratio": None if loop_s is None else loop_s / wall["analyze"],
-              "decode_ms_median": float(np.median(decode)) if decode else None,
-              "nsnet_label_agreement": None if loop_s is None else f"{agree}/{len(loop_labels)}",
-              "counts": summary["counts"], "methods": summary["methods"], "saliency_ap": summary["saliency_ap"]}
+    loop_s = wall.get("loop")
+    result: dict = {"videos": n, "t": t, "k": k, "device": str(pipe.device), "machine": machine, "rounds": rounds,
+                    "batch_size": args.batch_size, "workers": workers, "loop": None, "analyze": {}}
     print(f"{n} videos of {data}; T={t}, K={k}; device {pipe.device} ({machine}); {rounds} paired rounds")
     if loop_s is not None:
+        result["loop"] = {"s": loop_s, "videos_per_s": n / loop_s, "cpu_s_per_video": cpu["loop"] / n,
+                          "median_ms": _medians(loop_stages)}
         print(f"loop over Pipeline.analyze(dense=True): {loop_s:.1f} s, {n / loop_s:.2f} videos/s "
               f"({cpu['loop'] / n:.2f} CPU s/video)")
-    print(f"nsnet analyze (batch {args.batch_size}, {workers} decoding workers): {wall['analyze']:.1f} s, "
-          f"{n / wall['analyze']:.2f} videos/s ({cpu['analyze'] / n:.2f} CPU s/video)")
-    if loop_s is not None:
-        print(f"ratio: {loop_s / wall['analyze']:.2f}x; NSNet labels agree on {agree} of {len(loop_labels)} videos")
-    for m, v in summary["methods"].items():
-        if v["map"] is not None:
-            print(f"  {m:8s} mAP {100 * v['map']:.1f}  top-1 {100 * v['top1']:.1f}  GFLOPs {v['gflops']:.2f}")
+        _print_stages("loop", result["loop"]["median_ms"])
+    for what, got in rows.items():
+        precision = what.split()[1]
+        summary = summarize(got, pipe.class_names)
+        timed = [r["timings_ms"] for r in got if r["timings_ms"] and not r["error"]]
+        stages = _medians({name: [tm[name] for tm in timed] for name in ("decode", "sampler", "recognizer")})
+        agree = sum(loop_labels.get(r["id"]) == (r["nsnet"] or {}).get("label") for r in got if r["id"] in loop_labels)
+        entry = {"s": wall[what], "videos_per_s": n / wall[what], "cpu_s_per_video": cpu[what] / n,
+                 "ratio": None if loop_s is None else loop_s / wall[what], "median_ms": stages,
+                 "nsnet_label_agreement": None if loop_s is None else f"{agree}/{len(loop_labels)}",
+                 "counts": summary["counts"], "methods": summary["methods"], "saliency_ap": summary["saliency_ap"]}
+        result["analyze"][precision] = entry
+        print(f"nsnet analyze --precision {precision} (batch {args.batch_size}, {workers} decoding workers): "
+              f"{wall[what]:.1f} s, {n / wall[what]:.2f} videos/s ({cpu[what] / n:.2f} CPU s/video)")
+        if loop_s is not None:
+            print(f"  ratio: {entry['ratio']:.2f}x; NSNet labels agree with the loop on {agree} of "
+                  f"{len(loop_labels)} videos")
+        _print_stages("analyze", stages)
+        for m, v in summary["methods"].items():
+            if v["map"] is not None:
+                print(f"  {m:8s} mAP {100 * v['map']:.1f}  top-1 {100 * v['top1']:.1f}  GFLOPs {v['gflops']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _print_stages(name: str, med: dict[str, float | None]) -> None:
+    print(f"  median ms per video, {name}: " + ", ".join(
+        f"{stage} {ms:.0f}" for stage, ms in med.items() if ms is not None) + " (recognizer: all T previews)")

@@ -21,7 +21,7 @@ from .. import distributed as dist_utils
 from ..config import PipelineConfig
 from ..evaluation.analyze import AnalyzeOptions, analyze, format_summary, resolve_inputs
 from ..inference import Pipeline, resolve_device
-from .common import USER_ERRORS, add_backbone_path_flag, default_checkpoint
+from .common import USER_ERRORS, add_backbone_path_flag, add_precision_flag, default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-videos", type=int, default=None)
     p.add_argument("--time-budget-s", type=float, default=30.0, help="give up decoding one video after this long")
     p.add_argument("--no-progress", action="store_true")
+    add_precision_flag(p)
     add_backbone_path_flag(p)
     return p
 
@@ -75,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda" and info.enabled:
             device = torch.device("cuda", info.local_rank)
         pipe = Pipeline.from_pretrained(args.checkpoint, device=device, backbone_paths=dict(args.backbone_paths))
+        pipe.set_precision(args.precision)
         t = args.frames or pipe.config.num_frames
         k = pipe.config.k if args.k is None else args.k
         lam = pipe.config.lam if args.lam is None else args.lam

@@ -19,7 +19,7 @@ from ..config import ConfigError
 from ..data.features import build_feature_set, default_cache_dir, load_records, map_labels, write_skipped
 from ..evaluation import evaluate, frame_outputs, k_curve, video_rows, write_curve_html, write_rows
 from ..inference import Pipeline
-from .common import USER_ERRORS, add_backbone_path_flag, default_checkpoint
+from .common import USER_ERRORS, add_backbone_path_flag, add_precision_flag, default_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "small HTML); inline: inside every HTML (~5 MB each); cdn: from the CDN when opened "
                         "(default: directory)")
     p.add_argument("--no-progress", action="store_true")
+    add_precision_flag(p)
     add_backbone_path_flag(p)
     return p
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records, _ = load_records(args.data, args.subset, video_root=args.video_root, max_videos=args.max_videos)
         pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device, backbone_paths=dict(args.backbone_paths))
+        pipe.set_precision(args.precision)
         records, unknown = map_labels(records, pipe.class_names)  # the checkpoint's classes, by name
         if unknown:
             log.warning("left out %d videos whose labels the checkpoint does not know: %s",

@@ -1,8 +1,8 @@
 """Cached backbone features of a dataset's previews: what training and evaluation run on.
 
 With frozen backbones every video is decoded and embedded once; the features go to an
-on-disk cache keyed by video, T, input sizes and backbone (name plus a fingerprint of
-its weights), so later epochs, runs and evaluations never decode again. Videos that
+on-disk cache keyed by video, T, input sizes, backbone (name plus a fingerprint of
+its weights) and autocast dtype (``--precision``), so later epochs, runs and evaluations never decode again. Videos that
 cannot be read (any per-video failure: missing, damaged, lying metadata, a symlink loop)
 are counted, logged once and skipped; :func:`write_skipped` lists them next to a run's
 outputs.
@@ -140,9 +140,10 @@ def map_labels(records, class_names: list[str]):
 
 def _cache_key(record, pipe: Pipeline, num_frames: int, fingerprints: tuple[str, str]) -> dict:
     cfg = pipe.config
+    amp = "" if pipe.amp_dtype is None else f"~{str(pipe.amp_dtype).removeprefix('torch.')}"  # float32: as before
     return video_key(record.path, t=num_frames,
-                     sampler=f"{cfg.sampler.backbone}@{cfg.sampler.input_size}#{fingerprints[0]}",
-                     recognizer=f"{cfg.recognizer.backbone}@{cfg.recognizer.input_size}#{fingerprints[1]}")
+                     sampler=f"{cfg.sampler.backbone}@{cfg.sampler.input_size}#{fingerprints[0]}{amp}",
+                     recognizer=f"{cfg.recognizer.backbone}@{cfg.recognizer.input_size}#{fingerprints[1]}{amp}")
 
 
 def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frames: int, cache_dir: str | Path,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
 from .. import distributed as dist_utils
 from ..config import ConfigError
 from ..data.formats import load_dataset
@@ -109,11 +111,13 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike], *, video_root: str | os.
     return records, names
 
 
-def _settings(opts: AnalyzeOptions) -> dict[str, Any]:
-    return {"checkpoint": opts.checkpoint, "t": opts.num_frames, "k": opts.k, "lam": opts.lam, "seed": opts.seed}
+def _settings(opts: AnalyzeOptions, pipe) -> dict[str, Any]:
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(pipe.amp_dtype, "fp32")
+    return {"checkpoint": opts.checkpoint, "t": opts.num_frames, "k": opts.k, "lam": opts.lam, "seed": opts.seed,
+            "precision": precision}
 
 
-def _prepare_out(opts: AnalyzeOptions) -> set[str]:
+def _prepare_out(opts: AnalyzeOptions, pipe) -> set[str]:
     """Check ``OUT`` against ``resume``; the ids already done. Every rank reads, nothing is written."""
     out, parts = Path(opts.out), jsonl.part_files(opts.out)
     existing = [p for p in [out, *parts] if p.is_file() and p.stat().st_size > 0]
@@ -127,8 +131,8 @@ def _prepare_out(opts: AnalyzeOptions) -> set[str]:
             before = json.loads(run.read_text())
         except (OSError, json.JSONDecodeError):
             before = {}
-        mine = _settings(opts)
-        changed = [key for key in ("t", "k", "lam", "seed") if key in before and before[key] != mine[key]]
+        mine = _settings(opts, pipe)
+        changed = [key for key in ("t", "k", "lam", "seed", "precision") if key in before and before[key] != mine[key]]
         if changed:
             raise ConfigError(f"{out} was written with other settings ({', '.join(f'{c}={before[c]}' for c in changed)})"
                               ": resume with the same ones, or write to another --out")
@@ -142,11 +146,11 @@ def analyze(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
     start = time.perf_counter()
     out = Path(opts.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = _prepare_out(opts)
+    done = _prepare_out(opts, pipe)
     dist_utils.barrier(dist)  # every rank has read what is done before anyone writes
     if dist.is_main:
         tmp = jsonl.run_path(out).with_name(f".{jsonl.run_path(out).name}.tmp")
-        tmp.write_text(json.dumps(_settings(opts), indent=1) + "\n")
+        tmp.write_text(json.dumps(_settings(opts, pipe), indent=1) + "\n")
         os.replace(tmp, jsonl.run_path(out))
     todo = [r for r in records if r.video_id not in done]
     mine = [VideoInfo.from_record(r) for r in todo[dist.rank::dist.world_size]]
@@ -165,7 +169,7 @@ def analyze(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
     wall = time.perf_counter() - start
     summary = summarize(jsonl.iter_rows(out), pipe.class_names)
     processed = max(0, total - len(done))
-    summary.update(_settings(opts), num_videos=total, processed=processed, wall_s=round(wall, 2),
+    summary.update(_settings(opts, pipe), num_videos=total, processed=processed, wall_s=round(wall, 2),
                    videos_per_s=round(processed / wall, 3) if wall > 0 else None, device=str(pipe.device),
                    world_size=dist.world_size, batch_size=opts.batch_size, workers=opts.workers, out=str(out))
     path = jsonl.summary_path(out)
@@ -180,7 +184,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     c = summary["counts"]
     lines = [f"{c['videos']} videos in {summary['out']}: {c['ok']} analysed, {c['errors']} errors, "
              f"{c['labelled']} labelled; this run {summary['processed']} videos in {summary['wall_s']:.1f} s "
-             f"({summary['videos_per_s'] or 0:.2f} videos/s, {summary['device']}, {summary['world_size']} process(es))"]
+             f"({summary['videos_per_s'] or 0:.2f} videos/s, {summary['device']} {summary['precision']}, "
+             f"{summary['world_size']} process(es))"]
     if summary.get("first_error"):
         lines.append(f"first error: {summary['first_error']}")
     lines += ["", f"| method (K = {summary['k']} of T = {summary['t']}) | mAP | top-1 | GFLOPs/video |",

@@ -7,6 +7,10 @@ GFLOPs per video. Where ground-truth segments exist: saliency AP of the fused sc
 against the salient mask, and the pseudo labels' precision and recall against it.
 Per-frame outputs are computed once from cached backbone features; every method and
 every K is then a re-ranking, so the K = 1..T accuracy-vs-GFLOPs curve is cheap.
+
+Per-frame outputs and per-video scores come from :mod:`nsnet.evaluation.rows`, video by
+video, the code ``nsnet analyze`` runs (random-K seeded per video id), so the table and
+the per-video rows (:func:`video_rows`, ``eval --per-video``) never disagree.
 """
 from __future__ import annotations
 

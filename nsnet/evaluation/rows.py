@@ -41,7 +41,7 @@ ROW_METHODS: tuple[str, ...] = CLIP_METHODS  # nsnet, uniform, random, dense
 #: The keys of every row, in the order they are written (the contract the explorer reads).
 ROW_KEYS: tuple[str, ...] = ("id", "path", "subset", "gt", "segments", "duration_s", "timestamps_s", "frame_scores",
                              "attention", "fused", "selected", "teacher", *ROW_METHODS, "saliency_ap", "gflops",
-                             "timings_ms", "error", "class_scores")
+                             "timings_ms", "error", "class_scores", "frame_probs")
 
 
 @dataclass(frozen=True)
@@ -142,6 +142,7 @@ def make_row(info: VideoInfo, out: VideoOutputs, timestamps_s, duration_s: float
         "timings_ms": None if timings_ms is None else {n: round(float(v), 2) for n, v in timings_ms.items()},
         "error": None,
         "class_scores": scores,
+        "frame_probs": [f32_list(p) for p in out.frame_probs],  # (T, C): accuracy-vs-K with no network pass
     }
     return json_safe(row)
 

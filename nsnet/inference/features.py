@@ -60,7 +60,8 @@ def backbone_features(pipe, videos: Sequence[Tensor], chunk: int = 64
             for f in frames:
                 for i in range(0, f.shape[0], step):
                     x = pipe.prepare(f[i:i + step], module.backbone, size)
-                    outs.append(net.forward_features(x.contiguous(memory_format=torch.channels_last)))
+                    with pipe.autocast():  # float32 unless --precision bf16
+                        outs.append(net.forward_features(x.contiguous(memory_format=torch.channels_last)))
         feats.append(torch.cat(outs).float().cpu().split(sizes))
         _sync(dev)
         now = time.perf_counter()

@@ -113,7 +113,8 @@ class DatasetCallbacks:
         s = self.summary()
         t, k, lam = self.row_params()
         note = ("" if s.analysed == 0 or not store.from_file else
-                "needs per-frame class probabilities (frame_probs),<br>which this results file does not hold")
+                "needs per-frame class probabilities (frame_probs),<br>which this results file does not hold "
+                "(rerun nsnet analyze)")
         values, shown = self.table(class_name, outcome, text, sort)
         return {
             "ds_status": self.status(),

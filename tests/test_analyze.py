@@ -284,6 +284,25 @@ def test_bf16_precision_is_close_recorded_and_shared_with_eval(dataset, tmp_path
                 assert row[key] == ours[row["id"]][key], (row["id"], key)
 
 
+def test_bench_analyze_times_the_loop_and_each_precision(dataset, tmp_path, capsys):
+    from nsnet.benchmarks.analyze import main as bench_main
+
+    out = tmp_path / "bench.json"
+    assert bench_main(["--data", str(dataset), "--checkpoint", str(ROOT / "assets" / "demo-model"), "-T", "6",
+                       "-K", "2", "--max-videos", "3", "--rounds", "2", "--workers", "0",
+                       "--precision", "fp32", "bf16", "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert got["videos"] == 3 and got["rounds"] == 2 and got["loop"]["videos_per_s"] > 0
+    assert set(got["loop"]["median_ms"]) == {"decode", "sampler", "recognizer"}
+    assert set(got["analyze"]) == {"fp32", "bf16"}
+    for precision, entry in got["analyze"].items():
+        assert entry["ratio"] == pytest.approx(got["loop"]["s"] / entry["s"])
+        assert entry["counts"]["videos"] == 3 and entry["methods"]["nsnet"]["gflops"] > 0
+    assert got["analyze"]["fp32"]["nsnet_label_agreement"] == "3/3"  # same model, same precision: same labels
+    text = capsys.readouterr().out
+    assert "nsnet analyze --precision bf16" in text and "ratio:" in text
+
+
 # ----------------------------------------------------------------------------- torchrun
 def _free_port() -> int:
     with socket.socket() as s:

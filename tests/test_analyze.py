@@ -276,7 +276,10 @@ def test_bf16_precision_is_close_recorded_and_shared_with_eval(dataset, tmp_path
             assert 0 < diff.max() < 0.25 and diff.mean() < 0.05, (row["id"], key, diff.max(), diff.mean())
     assert _analyze(dataset, demo, bf16, "--resume", "--precision", "fp32", "--workers", "0") == 2
     assert _analyze(dataset, demo, tmp_path / "fp16.jsonl", "--precision", "fp16") == 2  # CUDA only
-    assert eval_cli.main([*eval_args, "--precision", "bf16", "--per-video", str(tmp_path / "eval.jsonl")]) == 0
+    assert eval_cli.main([*eval_args, "--precision", "bf16", "--per-video", str(tmp_path / "eval.jsonl"),
+                          "--json", str(tmp_path / "bf16.json")]) == 0
+    assert json.loads((tmp_path / "fp32.json").read_text())["precision"] == "fp32"
+    assert json.loads((tmp_path / "bf16.json").read_text())["precision"] == "bf16"
     ours = {r["id"]: r for r in rows}
     for row in _strict(tmp_path / "eval.jsonl"):
         if row["error"] is None:

@@ -9,7 +9,8 @@ slows both alike. Wall time and CPU time (this process and its workers) are repo
   need the recognizer on every preview: the teacher curve and the baselines);
 * **analyze**: :func:`nsnet.evaluation.analyze.analyze` into a temporary ``OUT.jsonl``
   (decoding in DataLoader workers, networks batched across videos, rows written), once
-  per ``--precision`` (e.g. ``--precision fp32 bf16``; the loop always runs the default).
+  per ``--precision`` (e.g. ``--precision fp32 bf16``; the loop runs ``--loop-precision``,
+  by default the pipeline's default).
 
 It also checks that the two agree: the NSNet label of every video from the loop against
 its row. The default data is the synthetic benchmark ``make-synthetic --videos 100 --seed
@@ -56,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=4,
                    help="split the videos into this many paired rounds, alternating which path goes first")
     p.add_argument("--precision", nargs="+", default=["auto"], choices=PRECISIONS,
-                   help="time analyze in each of these precisions (e.g. fp32 bf16); the loop runs the default")
+                   help="time analyze in each of these precisions (e.g. fp32 bf16)")
+    p.add_argument("--loop-precision", default="auto", choices=PRECISIONS,
+                   help="the loop's precision (default: auto, what Pipeline.analyze runs unless told otherwise)")
     p.add_argument("--skip-loop", action="store_true", help="measure analyze only")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     return p
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     data = _data(args)
     pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
-    for precision in args.precision:
+    for precision in [*args.precision, args.loop_precision]:
         pipe.set_precision(precision)  # refuse one this device cannot run before anything is timed
     pipe.set_precision("auto")
     records, _ = resolve_inputs([data], subset="all", max_videos=args.max_videos)
@@ -125,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         for i, chunk in enumerate(chunks):  # paired rounds, rotating which goes first: fair on a busy machine
             for what in paths[i % len(paths):] + paths[:i % len(paths)]:
                 start, start_cpu = time.perf_counter(), _cpu_s()
-                if what == "loop":  # Pipeline.analyze as a user calls it: the default precision
-                    pipe.set_precision("auto")
+                if what == "loop":  # Pipeline.analyze as a user calls it (by default: the default precision)
+                    pipe.set_precision(args.loop_precision)
                     loop_labels.update(_loop(pipe, chunk, t, k, lam, loop_stages))
                 else:
                     pipe.set_precision(what.split()[1])
@@ -146,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                     "batch_size": args.batch_size, "workers": workers, "loop": None, "analyze": {}}
     print(f"{n} videos of {data}; T={t}, K={k}; device {pipe.device} ({machine}); {rounds} paired rounds")
     if loop_s is not None:
-        result["loop"] = {"s": loop_s, "videos_per_s": n / loop_s, "cpu_s_per_video": cpu["loop"] / n,
+        result["loop"] = {"precision": args.loop_precision, "s": loop_s, "videos_per_s": n / loop_s,
+                          "cpu_s_per_video": cpu["loop"] / n,
                           "median_ms": _medians(loop_stages)}
-        print(f"loop over Pipeline.analyze(dense=True): {loop_s:.1f} s, {n / loop_s:.2f} videos/s "
+        print(f"loop over Pipeline.analyze(dense=True), precision {args.loop_precision}: {loop_s:.1f} s, "
+              f"{n / loop_s:.2f} videos/s "
               f"({cpu['loop'] / n:.2f} CPU s/video)")
         _print_stages("loop", result["loop"]["median_ms"])
     for what, got in rows.items():

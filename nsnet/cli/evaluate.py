@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         out = frame_outputs(pipe, fs)
         result = evaluate(pipe, fs, args.k, args.lam, args.seed, outputs=out)
         result["unknown_labels"] = unknown
+        result["precision"] = pipe.compute_precision
         if args.per_video:
             write_rows(args.per_video, video_rows(pipe, fs, records, out, args.k, args.lam, args.seed))
     except USER_ERRORS as exc:

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from .. import distributed as dist_utils
 from ..config import ConfigError
 from ..data.formats import load_dataset
@@ -112,9 +110,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike], *, video_root: str | os.
 
 
 def _settings(opts: AnalyzeOptions, pipe) -> dict[str, Any]:
-    precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(pipe.amp_dtype, "fp32")
     return {"checkpoint": opts.checkpoint, "t": opts.num_frames, "k": opts.k, "lam": opts.lam, "seed": opts.seed,
-            "precision": precision}
+            "precision": pipe.compute_precision}
 
 
 def _prepare_out(opts: AnalyzeOptions, pipe) -> set[str]:

@@ -267,6 +267,11 @@ class Pipeline:
         """The autocast dtype the networks run under (None: float32)."""
         return self._amp_dtype
 
+    @property
+    def compute_precision(self) -> str:
+        """What the networks run in, as results record it: ``fp32``, ``bf16`` or ``fp16``."""
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self._amp_dtype, "fp32")
+
     def _skipped_prefixes(self) -> list[str]:
         """Backbones a checkpoint does not store (frozen pretrained weights from a package)."""
         return [f"{role}.backbone." for role in ROLES if not self.stored_backbones[role]]

@@ -1,7 +1,9 @@
 """``nsnet analyze`` end to end on a tiny generated benchmark: rows, eval agreement, resume, torchrun.
 
 The dataset: 8 generated videos plus an unlabelled copy of the testing subset, a missing
-file and a damaged one. The model: a tiny random pipeline saved as a checkpoint.
+file and a damaged one. The model: a tiny pipeline (the packaged pretrained
+EfficientNet-Lite0 at 64 px, random heads) saved as a checkpoint; with random backbones
+every preview would score the same.
 """
 import json
 import os
@@ -58,9 +60,9 @@ def dataset(tmp_path_factory):
 def checkpoint(dataset, tmp_path_factory):
     names = (dataset / "classes.txt").read_text().split()
     cfg = PipelineConfig(class_names=names, num_frames=T, k=K, lam=0.5,
-                         sampler=SamplerConfig(backbone="efficientnet_lite0", backbone_pretrained=False, input_size=64,
+                         sampler=SamplerConfig(backbone="efficientnet_lite0", backbone_pretrained=True, input_size=64,
                                                hidden_dim=32, attention_dim=16),
-                         recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=False,
+                         recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=True,
                                                      input_size=64))
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
@@ -111,6 +113,9 @@ def test_rows_follow_the_schema(full_run, dataset):
         assert all(row[m]["correct"] is None for m in ROW_METHODS)
     ok = [r for r in rows if r["error"] is None]
     assert len(ok) == 10
+    # the tiny model (pretrained backbones, random heads) tells previews and videos apart: nothing here passes by ties
+    # (the 2 unlabelled videos are copies of 2 labelled ones)
+    assert len({tuple(r["frame_scores"]) for r in ok}) == 8 and all(len(set(r["fused"])) == T for r in ok)
     for row in ok:
         assert len(row["timestamps_s"]) == len(row["frame_scores"]) == len(row["attention"]) == T
         assert len(row["fused"]) == len(row["teacher"]) == T

@@ -28,7 +28,8 @@ def create_demo(settings: AppSettings):
         import_spaces()  # ZeroGPU: `spaces` wants to be imported before torch initialises CUDA
     pipe, option = load_default(settings.checkpoint, settings.device)
     store = ModelStore(pipe, option, scan_checkpoints(settings.models_dir), device=settings.device,
-                       allow_hub=settings.allow_hub, hub_allow=settings.hub_allow)
+                       allow_hub=settings.allow_hub, hub_allow=settings.hub_allow,
+                       hub_max_bytes=settings.hub_max_bytes)
     log.info("warm-up run took %.1f s", warmup(pipe))
     examples = load_examples(settings.examples_dir)
     log.info("model %r on %s (trained=%s); %d other checkpoint(s); %d example clip(s)", option.label,

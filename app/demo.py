@@ -38,7 +38,7 @@ def _store_from(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings)
     trained = bool(pipeline_or_store.config.trained)
     option = CheckpointOption("Serving model" if trained else "Untrained model", "")
     return ModelStore(pipeline_or_store, option, device=settings.device, allow_hub=settings.allow_hub,
-                      hub_allow=settings.hub_allow)
+                      hub_allow=settings.hub_allow, hub_max_bytes=settings.hub_max_bytes)
 
 
 def build_demo(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings | None = None, *,

@@ -102,7 +102,7 @@ class ModelStore:
 
     def __init__(self, default: Pipeline, default_option: CheckpointOption,
                  options: Iterable[CheckpointOption] = (), *, device: str = "auto", allow_hub: bool = False,
-                 hub_allow: Sequence[str] = (), max_loaded: int = 3) -> None:
+                 hub_allow: Sequence[str] = (), hub_max_bytes: int | None = None, max_loaded: int = 3) -> None:
         self.default = default
         self.default_option = default_option
         default_src = Path(default_option.source).resolve() if default_option.source else None
@@ -111,6 +111,7 @@ class ModelStore:
         self.device = device
         self.allow_hub = allow_hub
         self.hub_allow = tuple(hub_allow)   # fnmatch patterns of allowed Hub ids (empty: any)
+        self.hub_max_bytes = hub_max_bytes  # largest weights a Hub checkpoint or backbone may have (None: any)
         self._max_loaded = max_loaded
         self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
         self._lock = threading.Lock()
@@ -178,12 +179,12 @@ class ModelStore:
                 raise CheckpointError(problem.replace(option.source, option.label)) from None
         shown = option.source[len("hub:"):]
         repo_id, revision = parse_hub_id(shown)
-        folder = fetch_checkpoint(repo_id, revision)
+        folder = fetch_checkpoint(repo_id, revision, max_bytes=self.hub_max_bytes)
         try:
             config = PipelineConfig.load(folder / CONFIG_NAME)
         except ValueError as exc:
             raise CheckpointError(f"Hub checkpoint {shown}: {str(exc).replace(str(folder), '')}") from None
-        check_backbones(config, shown, self.hub_allow)
+        check_backbones(config, shown, self.hub_allow, max_bytes=self.hub_max_bytes)
         try:
             return Pipeline.from_pretrained(folder, device=self.device)
         except (CheckpointError, ValueError) as exc:

@@ -15,6 +15,7 @@
 | --max-frames      | NSNET_MAX_FRAMES                 | 64 (largest T a user may ask for) |
 | --allow-hub       | NSNET_ALLOW_HUB (1/true)         | off, on when SPACE_ID is set |
 | --hub-allow       | NSNET_HUB_ALLOW (comma-separated) | any Hub id (patterns such as myorg/*; repeatable) |
+| --hub-max-mb      | NSNET_HUB_MAX_MB                 | 2048 (weights of one Hub checkpoint or backbone) |
 | --max-frame-pixels| NSNET_MAX_FRAME_PIXELS           | 8192x8192 (nsnet.limits.MAX_SOURCE_PIXELS) |
 | --export-dir      | NSNET_EXPORT_DIR                 | <temp dir>/nsnet-explorer    |
 | --export-mb       | NSNET_EXPORT_MB                  | 200 (preview JPEGs + downloads, all sessions) |
@@ -27,8 +28,8 @@
 
 The resource ceilings a visitor's request runs under are all here (``Limits`` in the
 README): pixels per frame (``max_frame_pixels``), frames per request (``max_frames``),
-decode seconds (``time_budget_s``), upload MB (``max_upload_mb``) and export MB
-(``export_mb``). The library's own ceilings (``nsnet.limits``) bound them from above.
+decode seconds (``time_budget_s``), upload MB (``max_upload_mb``), export MB
+(``export_mb``) and the weights a visitor's Hub checkpoint may download (``hub_max_mb``). The library's own ceilings (``nsnet.limits``) bound them from above.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class AppSettings:
     max_frames: int = 64
     allow_hub: bool = False
     hub_allow: tuple[str, ...] = ()        # fnmatch patterns of allowed Hub ids (empty: any)
+    hub_max_mb: float = 2048.0             # weights of one Hub checkpoint or Hub backbone
     zero_gpu: bool = False                 # Hugging Face ZeroGPU hardware (SPACES_ZERO_GPU)
     max_frame_pixels: int = limits.MAX_SOURCE_PIXELS
     export_dir: Path = Path(tempfile.gettempdir()) / "nsnet-explorer"
@@ -91,6 +93,8 @@ class AppSettings:
         if not 1 <= self.max_frame_pixels <= limits.MAX_SOURCE_PIXELS:
             raise ValueError(f"--max-frame-pixels must be in 1..{limits.MAX_SOURCE_PIXELS} "
                              f"(nsnet.limits.MAX_SOURCE_PIXELS), got {self.max_frame_pixels}")
+        if not self.hub_max_mb > 0:
+            raise ValueError(f"--hub-max-mb must be > 0, got {self.hub_max_mb}")
         if not self.export_mb > 0 or not self.export_max_age_min > 0:
             raise ValueError("--export-mb and --export-max-age-min must be > 0")
         object.__setattr__(self, "hub_allow", tuple(_hub_pattern(p) for p in self.hub_allow))
@@ -100,6 +104,10 @@ class AppSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def hub_max_bytes(self) -> int:
+        return int(self.hub_max_mb * 1024 * 1024)
 
     @property
     def export_bytes(self) -> int:
@@ -152,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hub-allow", action="append", metavar="PATTERN",
                    help="with --allow-hub, accept only Hub ids matching this fnmatch pattern, e.g. 'myorg/*' "
                         "(repeatable; env NSNET_HUB_ALLOW, comma-separated; default: any id)")
+    p.add_argument("--hub-max-mb", type=float,
+                   help="largest weights a Hub checkpoint (or a Hub backbone it names) may have; checked from the "
+                        "Hub's metadata before any download (env NSNET_HUB_MAX_MB; 2048)")
     p.add_argument("--max-frame-pixels", type=parse_pixels, metavar="WxH",
                    help="largest video frame accepted, WIDTHxHEIGHT or a pixel count "
                         "(env NSNET_MAX_FRAME_PIXELS; default and ceiling 8192x8192)")
@@ -208,6 +219,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             allow_hub=bool(allow_hub),
             hub_allow=tuple(args.hub_allow) if args.hub_allow else tuple(
                 p for p in env.get("NSNET_HUB_ALLOW", "").split(",") if p.strip()),
+            hub_max_mb=pick(args.hub_max_mb, "NSNET_HUB_MAX_MB", float, d.hub_max_mb),
             zero_gpu=bool(_env_bool(env.get("SPACES_ZERO_GPU"))),
             max_frame_pixels=pick(args.max_frame_pixels, "NSNET_MAX_FRAME_PIXELS", parse_pixels,
                                   d.max_frame_pixels),

@@ -307,7 +307,7 @@ def test_hub_ids_never_load_server_folders(monkeypatch):
     assert (ROOT / "assets" / "demo-model").is_dir()
     asked = []
 
-    def fake_fetch(repo_id, revision):
+    def fake_fetch(repo_id, revision, max_bytes=None):
         asked.append((repo_id, revision))
         raise CheckpointError(f"Hub checkpoint {repo_id}: no such model repository on the Hub")
 
@@ -328,7 +328,7 @@ def test_hub_allow_list_and_disabled_hub(monkeypatch):
 
     fetched = []
     monkeypatch.setattr(models, "fetch_checkpoint",
-                        lambda repo, rev: fetched.append(repo) or (_ for _ in ()).throw(CheckpointError("offline")))
+                        lambda repo, rev, **_: fetched.append(repo) or (_ for _ in ()).throw(CheckpointError("offline")))
     pipe = tiny_pipeline()
     store = ModelStore(pipe, CheckpointOption("tiny", ""), allow_hub=True, hub_allow=("MyOrg/*", "friend/nsnet"))
     with pytest.raises(CheckpointError, match="not on this server's list of allowed Hub checkpoints"):
@@ -356,7 +356,7 @@ def test_a_hub_checkpoint_may_not_name_server_folders_as_backbones(monkeypatch, 
     folder = tmp_path / "snapshot"
     tiny_pipeline().save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
-    monkeypatch.setattr(models, "fetch_checkpoint", lambda repo, rev: folder)
+    monkeypatch.setattr(models, "fetch_checkpoint", lambda repo, rev, **_: folder)
     store = ModelStore(tiny_pipeline(), CheckpointOption("tiny", ""), allow_hub=True, hub_allow=("good/*",))
     for backbone, problem in (("hf:/etc/models", "not a Hub model id"), ("clip:../x", "not a Hub model id"),
                               ("hf:evil/huge-model", "not allowed")):
@@ -506,14 +506,80 @@ def test_settings_name_every_ceiling(monkeypatch):
     assert s.hub_allow == ("org/*", "friend/x") and s.max_frame_pixels == 3840 * 2160
     assert s.export_bytes == 50 * 2**20 and s.export_max_age_s == 900 and s.export_dir == Path("/srv/x")
     env = {"NSNET_HUB_ALLOW": "a/*, b/c", "NSNET_MAX_FRAME_PIXELS": "1000000", "NSNET_EXPORT_MB": "7",
-           "NSNET_EXPORT_MAX_AGE_MIN": "5", "NSNET_MAX_FRAMES": "128"}
+           "NSNET_EXPORT_MAX_AGE_MIN": "5", "NSNET_MAX_FRAMES": "128", "NSNET_HUB_MAX_MB": "300"}
     s, _ = parse_settings([], env)
-    assert (s.hub_allow, s.max_frame_pixels, s.export_mb, s.export_max_age_min, s.max_frames) == (
-        ("a/*", "b/c"), 1_000_000, 7.0, 5.0, 128)
+    assert (s.hub_allow, s.max_frame_pixels, s.export_mb, s.export_max_age_min, s.max_frames, s.hub_max_mb) == (
+        ("a/*", "b/c"), 1_000_000, 7.0, 5.0, 128, 300.0)
+    assert parse_settings(["--hub-max-mb", "10"], env)[0].hub_max_bytes == 10 * 2**20  # the flag wins
     d = AppSettings()
-    assert (d.max_frame_pixels, d.max_upload_mb, d.time_budget_s, d.max_frames, d.export_mb) == (
-        limits.MAX_SOURCE_PIXELS, 200.0, 20.0, 64, 200.0)
+    assert (d.max_frame_pixels, d.max_upload_mb, d.time_budget_s, d.max_frames, d.export_mb, d.hub_max_mb) == (
+        limits.MAX_SOURCE_PIXELS, 200.0, 20.0, 64, 200.0, 2048.0)
     for argv in (["--max-frames", str(limits.MAX_FRAMES + 1)], ["--max-frame-pixels", "9000x9000"],
-                 ["--export-mb", "0"], ["--hub-allow", "no-slash"]):
+                 ["--export-mb", "0"], ["--hub-allow", "no-slash"], ["--hub-max-mb", "0"]):
         with pytest.raises(SystemExit):
             parse_settings(argv, {})
+
+
+def test_hub_downloads_are_sized_from_metadata_first(monkeypatch, tmp_path):
+    """--hub-max-mb: a Hub checkpoint (or a Hub backbone it names) whose weights are over the
+    limit, or of unknown size, is refused from the Hub's metadata, before any download; a
+    download that happens is pinned to the commit whose sizes were checked."""
+    import json
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    from app import hub
+    from app.models import CheckpointOption, ModelStore
+    from nsnet.inference import CheckpointError
+
+    folder = tmp_path / "snapshot"
+    tiny_pipeline().save_pretrained(folder)
+    mb = 1 << 20
+    repos = {"big/ckpt": {"config.json": 3000, "model.safetensors": 5000 * mb},
+             "fine/ckpt": {"config.json": 3000, "model.safetensors": 40 * mb},
+             "odd/ckpt": {"config.json": 3000, "model.safetensors": None},
+             "fake/config": {"config.json": 50 * mb, "model.safetensors": 40 * mb},
+             "no/weights": {"config.json": 3000, "README.md": 10},
+             "huge/backbone": {"model-00001.safetensors": 1500 * mb, "model-00002.safetensors": 1500 * mb,
+                               "pytorch_model.bin": 10},
+             "small/backbone": {"model.safetensors": 300 * mb}}
+    downloads = []
+
+    class FakeApi:
+        def model_info(self, repo_id, revision=None, files_metadata=False):
+            assert files_metadata
+            if repo_id not in repos:
+                raise type("RepositoryNotFoundError", (Exception,), {})("404")
+            return SimpleNamespace(sha="c0ffee" + repo_id.replace("/", ""), siblings=[
+                SimpleNamespace(rfilename=name, size=size) for name, size in repos[repo_id].items()])
+
+    def fake_download(repo_id, revision=None, allow_patterns=None):
+        downloads.append((repo_id, revision))
+        return str(folder)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    store = ModelStore(tiny_pipeline(), CheckpointOption("tiny", ""), allow_hub=True, hub_max_bytes=2048 * mb)
+    for repo, words in (("big/ckpt", "model.safetensors is 5,000 MB, over this server's limit of 2,048 MB"),
+                        ("odd/ckpt", "model.safetensors is of unknown size"),
+                        ("fake/config", "config.json is 50 MB, too large"),
+                        ("no/weights", "not an NSNet checkpoint"),
+                        ("gone/repo", "no such model repository")):
+        with pytest.raises(CheckpointError, match=words) as err:
+            store.get(None, repo)
+        assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
+    assert downloads == []  # nothing over the limit, of unknown size or not a checkpoint was downloaded
+    pipe, option = store.get(None, "fine/ckpt@v1")
+    assert downloads == [("fine/ckpt", "c0ffeefineckpt")] and option.label == "hub:fine/ckpt@v1"
+    # a Hub backbone the checkpoint names is sized the same way (safetensors, as transformers loads)
+    config = json.loads((folder / "config.json").read_text())
+    config["recognizer"]["backbone"] = "hf:huge/backbone"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="recognizer backbone hf:huge/backbone has weights 3,000 MB, over"):
+        store.get(None, "fine/ckpt@v2")
+    assert hub.weights_bytes(repos["small/backbone"]) == 300 * mb
+    assert hub.weights_bytes({"pytorch_model.bin": 7, "config.json": 1}) == 7
+    assert hub.weights_bytes({"model.safetensors": None}) is None
+    # without a limit (a trusted deployment) the size is not a reason to refuse
+    assert hub.fetch_checkpoint("big/ckpt", None, max_bytes=None) == folder

@@ -48,7 +48,7 @@ from .model_info import banner_classes, banner_markdown, describe
 from .models import CachedRun, CheckpointOption, ExampleClip, ModelStore, ResultCache, match_example
 from .runtime import IN_PROCESS, Runner
 from .settings import AppSettings
-from .storage import ExportArea
+from .storage import ExportArea, FramePool
 
 __all__ = ["AppContext", "Session", "Analysis", "Callbacks", "RESULT_OUTPUTS", "user_errors", "cleanup_session",
            "plot_value", "banner_value"]
@@ -72,11 +72,14 @@ class AppContext:
     runner: Runner = IN_PROCESS       # how the network-running function is called (``app.runtime``)
     exports: Optional[ExportArea] = None  # the bounded files area; default: one at ``export_root``
     dataset: Optional[DatasetStore] = None   # dataset mode (``--data``): its videos' ground truth, its rows
+    frame_pool: Optional[FramePool] = None   # the sessions' decoded previews; default: --session-frames-mb
 
     def __post_init__(self) -> None:
         if self.exports is None:  # opened (start-up clean) on first use
             object.__setattr__(self, "exports", ExportArea(self.export_root, self.settings.export_bytes,
                                                            self.settings.export_max_age_s))
+        if self.frame_pool is None:
+            object.__setattr__(self, "frame_pool", FramePool(self.settings.session_frames_bytes))
 
 
 @dataclass(frozen=True)
@@ -87,12 +90,18 @@ class Session:
     result: PipelineResult            # the current K / lam
     clip_name: str
     model_name: str
-    frames: Optional[np.ndarray] = dataclasses.field(default=None, repr=False, compare=False)  # (T, H, W, 3) uint8
+    frames_key: str = ""              # its decoded previews (T, H, W, 3) uint8 in ``pool``, while it keeps them
+    pool: Optional[FramePool] = dataclasses.field(default=None, repr=False, compare=False)
     segments: tuple = ()
     cached: bool = False
     export_dir: str = ""              # this session's folder: preview JPEGs, downloads
     frame_files: tuple = ()           # JPEG of every preview (written once per run)
     gt_label: Optional[str] = None    # the clip's ground-truth label (an annotated example or dataset video)
+
+    @property
+    def frames(self) -> Optional[np.ndarray]:
+        """The decoded previews, or None once the memory bound (``--session-frames-mb``) dropped them."""
+        return self.pool.get(self.frames_key) if self.pool is not None and self.frames_key else None
 
 
 @dataclass(frozen=True)
@@ -108,7 +117,9 @@ class Analysis:
 
 
 def cleanup_session(session: Optional[Session]) -> None:
-    """``gr.State`` delete callback: remove the session's folder."""
+    """``gr.State`` delete callback: remove the session's folder and let go of its frames."""
+    if isinstance(session, Session) and session.pool is not None:
+        session.pool.drop(session.frames_key)
     if isinstance(session, Session) and session.export_dir:
         shutil.rmtree(session.export_dir, ignore_errors=True)  # preview JPEGs and downloads
 
@@ -133,7 +144,11 @@ def _images(session: "Session") -> Any:
     """The session's preview JPEGs, or its in-memory frames once the export area evicted its folder."""
     if session.frame_files and (not session.export_dir or Path(session.export_dir).is_dir()):
         return session.frame_files
-    return session.frames if session.frames is not None else session.frame_files
+    frames = session.frames
+    if frames is None:
+        raise gr.Error("The previews of this run are no longer kept (this server bounds the disk and memory each "
+                       "visitor may use); press Run to analyse the clip again.", title="Previews expired")
+    return frames
 
 
 def _clamp_frame(frame: Any, t: int) -> int:
@@ -238,8 +253,11 @@ class Callbacks:
                 shutil.rmtree(old, ignore_errors=True)
         frame_files = tuple(write_frame_images(a.frames, tempfile.mkdtemp(prefix="frames-", dir=export_dir)))
         area.record(export_dir)  # within the area's size and age bounds (older sessions may go)
-        new = Session(base=a.base, result=a.result, clip_name=clip_name, model_name=a.model_name, frames=a.frames,
-                      segments=tuple(a.example.segments) if a.example else (), cached=a.cached,
+        pool = self.ctx.frame_pool
+        if isinstance(session, Session) and session.pool is not None:
+            session.pool.drop(session.frames_key)  # this visitor's previous run: its JPEGs stay for late events
+        new = Session(base=a.base, result=a.result, clip_name=clip_name, model_name=a.model_name,
+                      frames_key=pool.put(a.frames), pool=pool, segments=tuple(a.example.segments) if a.example else (), cached=a.cached,
                       export_dir=export_dir, frame_files=frame_files, gt_label=a.example.label if a.example else None)
         ranks = views.selection_ranks(a.result)
         best = min(ranks, key=ranks.get)  # show the most salient frame first

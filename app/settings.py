@@ -20,6 +20,7 @@
 | --export-dir      | NSNET_EXPORT_DIR                 | <temp dir>/nsnet-explorer    |
 | --export-mb       | NSNET_EXPORT_MB                  | 200 (preview JPEGs + downloads, all sessions) |
 | --export-max-age-min | NSNET_EXPORT_MAX_AGE_MIN      | 60 (a session folder unwritten this long is removed) |
+| --session-frames-mb | NSNET_SESSION_FRAMES_MB        | 1024 (decoded previews kept in memory, all sessions) |
 | (none)            | SPACES_ZERO_GPU (1/true)         | off: inference runs in process; on Hugging Face ZeroGPU it runs under ``spaces.GPU`` |
 | --data            | NSNET_DATA                       | none: dataset mode off (ActivityNet, Kinetics CSV, folders) |
 | --video-root      | NSNET_VIDEO_ROOT                 | the reader's default (beside the annotation file) |
@@ -29,7 +30,9 @@
 The resource ceilings a visitor's request runs under are all here (``Limits`` in the
 README): pixels per frame (``max_frame_pixels``), frames per request (``max_frames``),
 decode seconds (``time_budget_s``), upload MB (``max_upload_mb``), export MB
-(``export_mb``) and the weights a visitor's Hub checkpoint may download (``hub_max_mb``). The library's own ceilings (``nsnet.limits``) bound them from above.
+(``export_mb``), the sessions' decoded previews in memory (``session_frames_mb``) and
+the weights a visitor's Hub checkpoint may download (``hub_max_mb``). The library's own
+ceilings (``nsnet.limits``) bound them from above.
 """
 from __future__ import annotations
 
@@ -76,6 +79,7 @@ class AppSettings:
     export_dir: Path = Path(tempfile.gettempdir()) / "nsnet-explorer"
     export_mb: float = 200.0
     export_max_age_min: float = 60.0
+    session_frames_mb: float = 1024.0      # decoded previews of all sessions, in memory
     data: Path | None = None               # dataset mode: annotation file or dataset folder
     video_root: Path | None = None
     subset: str | None = None
@@ -93,6 +97,8 @@ class AppSettings:
         if not 1 <= self.max_frame_pixels <= limits.MAX_SOURCE_PIXELS:
             raise ValueError(f"--max-frame-pixels must be in 1..{limits.MAX_SOURCE_PIXELS} "
                              f"(nsnet.limits.MAX_SOURCE_PIXELS), got {self.max_frame_pixels}")
+        if not self.session_frames_mb > 0:
+            raise ValueError(f"--session-frames-mb must be > 0, got {self.session_frames_mb}")
         if not self.hub_max_mb > 0:
             raise ValueError(f"--hub-max-mb must be > 0, got {self.hub_max_mb}")
         if not self.export_mb > 0 or not self.export_max_age_min > 0:
@@ -104,6 +110,10 @@ class AppSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def session_frames_bytes(self) -> int:
+        return int(self.session_frames_mb * 1024 * 1024)
 
     @property
     def hub_max_bytes(self) -> int:
@@ -171,6 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--export-mb", type=float, help="size bound of the export folder in MB (env NSNET_EXPORT_MB; 200)")
     p.add_argument("--export-max-age-min", type=float,
                    help="session folders not written for this long are removed (env NSNET_EXPORT_MAX_AGE_MIN; 60)")
+    p.add_argument("--session-frames-mb", type=float,
+                   help="decoded previews kept in memory for all sessions together, least recently used dropped "
+                        "first (env NSNET_SESSION_FRAMES_MB; 1024)")
     p.add_argument("--data", help="dataset mode: an ActivityNet JSON, a Kinetics CSV or a folder per class "
                                   "(env NSNET_DATA); adds the Dataset tab")
     p.add_argument("--video-root", help="where the dataset's videos are (env NSNET_VIDEO_ROOT)")
@@ -227,6 +240,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             export_mb=pick(args.export_mb, "NSNET_EXPORT_MB", float, d.export_mb),
             export_max_age_min=pick(args.export_max_age_min, "NSNET_EXPORT_MAX_AGE_MIN", float,
                                     d.export_max_age_min),
+            session_frames_mb=pick(args.session_frames_mb, "NSNET_SESSION_FRAMES_MB", float,
+                                   d.session_frames_mb),
             **_dataset_settings(args, lambda flag, name: pick(flag, name, str, None)),
         )
     except ValueError as exc:

@@ -12,10 +12,14 @@ downloads) lives in a per-session folder of one instance folder::
   Several explorers may share an export dir; none removes another live one's files.
 * **Bounded**: after each write (``record``) the session folders over ``max_age_s`` since
   their last write go, then the oldest ones until the area is under ``max_bytes``; the
-  folder just written is kept. A session whose previews were evicted falls back to the
-  frames it holds in memory (``app.callbacks``).
+  folder just written is kept. A session whose previews were evicted falls back to its
+  decoded frames in memory, while the ``FramePool`` still holds them.
 * **Sessions end**: ``remove`` (the ``gr.State`` delete callback and ``demo.unload``).
 * **Shutdown** (``close``, also registered with ``atexit``): the instance folder is removed.
+
+``FramePool`` is the memory side: the decoded previews of every live session in one LRU
+bounded by ``--session-frames-mb``, so a crowd of visitors cannot fill the server's memory
+(a session whose frames were dropped, and whose JPEGs were evicted too, is asked to run again).
 """
 from __future__ import annotations
 
@@ -28,14 +32,18 @@ import shutil
 import tempfile
 import threading
 import time
+import uuid
+from collections import OrderedDict
 from pathlib import Path
+
+import numpy as np
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no stale-instance detection, the rest works
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ExportArea", "folder_bytes"]
+__all__ = ["ExportArea", "FramePool", "folder_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -238,3 +246,55 @@ class ExportArea:
     def usage(self) -> tuple[int, int]:
         """(bytes, files) in this instance's folder."""
         return folder_bytes(self.folder) if self.folder is not None else (0, 0)
+
+
+class FramePool:
+    """Decoded frames of the live sessions by key, least recently used dropped past ``max_bytes``.
+
+    ``put`` returns a key (a frame array larger than the whole bound is not kept: its key
+    finds nothing); ``get`` gives the frames or None once dropped; ``drop`` forgets a key.
+    Thread-safe; the arrays are never copied or modified.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def put(self, frames: np.ndarray) -> str:
+        key = uuid.uuid4().hex
+        size = int(frames.nbytes)
+        with self._lock:
+            if size > self.max_bytes:
+                log.warning("previews of %.0f MB not kept in memory: over the bound of %.0f MB (--session-frames-mb)",
+                            size / 2**20, self.max_bytes / 2**20)
+                return key
+            self._items[key] = frames
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= int(old.nbytes)
+        return key
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            frames = self._items.get(key)
+            if frames is not None:
+                self._items.move_to_end(key)
+            return frames
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            frames = self._items.pop(key, None)
+            if frames is not None:
+                self._bytes -= int(frames.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

@@ -289,14 +289,16 @@ def test_outputs_are_wired_by_name(pipe, settings, tmp_path):
 def test_rerank_sends_only_what_changed(callbacks, tmp_path):
     """A K/λ move re-sends the chart and headline always, the rest only when it would look different."""
     from app.callbacks import Session
+    from app.storage import FramePool
     from app.views import gallery_items
     from nsnet.inference.methods import rerank
     from test_app_views import fake_frames, fake_result
 
     base = fake_result(t=16, k=4, lam=0.5)
     files = tuple(str(tmp_path / f"frame_{i:03d}.jpg") for i in range(16))
-    session = Session(base=base, result=base, clip_name="clip.mp4", model_name="m", frames=fake_frames(),
-                      export_dir=str(tmp_path), frame_files=files)
+    pool = FramePool(1 << 30)
+    session = Session(base=base, result=base, clip_name="clip.mp4", model_name="m",
+                      frames_key=pool.put(fake_frames()), pool=pool, export_dir=str(tmp_path), frame_files=files)
     same = callbacks.rerank(session, 4, 0.5, False, 1)  # nothing moved
     for name in ("gallery", "labels", "compare", "cost"):
         assert name not in same, name
@@ -334,11 +336,13 @@ def test_example_results_cached_lazily_with_ground_truth(pipe, settings, tmp_pat
     upload.parent.mkdir()
     shutil.copy(settings.examples_dir / "walk.mp4", upload)
     first = callbacks.run(str(upload), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    first_frames = first["session"].frames
     second = callbacks.run(str(upload), T, 2, 0.8, None, None, False, 1, first["session"], progress=no_progress)
+    assert first["session"].frames is None  # the visitor's new run let go of the old run's frames
     assert len(calls) == 1  # second run served from the cache, re-ranked to K=2, λ=0.8
     assert "example cache" in second["summary"] and "K=2, λ=0.80" in second["summary"]
     assert "ground-truth" in first["summary"]
-    assert np.array_equal(second["session"].frames, first["session"].frames)  # the cached previews
+    assert np.array_equal(second["session"].frames, first_frames)  # the cached previews
     assert len(second["gallery"]["value"]) == 2
     shapes = json.loads(second["plot"].plot)["layout"]["shapes"]
     assert [(s["x0"], s["x1"]) for s in shapes if s["type"] == "rect"] == [(0.5, 1.0)]  # ground truth shaded

@@ -402,14 +402,15 @@ def test_export_area_bounds_size_and_age(tmp_path):
 
 def test_thirty_new_clients_stay_within_the_export_bound(tmp_path):
     """The issue's case: many runs from new sessions leave at most --export-mb on disk."""
-    from app.callbacks import AppContext, Callbacks
+    from app.callbacks import AppContext, Callbacks, cleanup_session
     from app.models import CheckpointOption, ModelStore, load_examples
     from app.settings import AppSettings
 
-    settings = AppSettings(port=free_port(), examples_dir=make_examples(tmp_path / "examples"), export_mb=0.05,
-                           max_frames=32)
-    examples = tuple(load_examples(settings.examples_dir))
+    examples = tuple(load_examples(make_examples(tmp_path / "examples")))
     clip = examples[0].path   # an example: decoded and run once, then from the cache (each run writes its JPEGs)
+    one_run = tiny_pipeline().read(clip, T)[0].frames.nbytes  # the previews of one run (uint8, at the model's size)
+    settings = AppSettings(port=free_port(), examples_dir=tmp_path / "examples", export_mb=0.05,
+                           max_frames=32, session_frames_mb=5.5 * one_run / 2**20)
     cb = Callbacks(AppContext(store=ModelStore(tiny_pipeline(), CheckpointOption("tiny", "")), settings=settings,
                               examples=examples, export_root=tmp_path / "exports"))
     sessions = []
@@ -422,19 +423,47 @@ def test_thirty_new_clients_stay_within_the_export_bound(tmp_path):
     assert used <= max(settings.export_bytes, one_session), used
     assert 0 < len(list(cb.ctx.exports.folder.iterdir())) < 10 and files < 10 * T   # of 30 sessions
     assert all(Path(s.export_dir).parent == cb.ctx.exports.folder for s in sessions)
+    # memory: the decoded previews of all sessions stay within --session-frames-mb (the 5 most recent here)
+    pool = cb.ctx.frame_pool
+    assert pool.nbytes <= settings.session_frames_bytes and len(pool) == 5
+    assert [s.frames is not None for s in sessions] == [False] * 25 + [True] * 5
     # a session whose folder was evicted still shows its frames (from memory) and can still download
+    recent = next(s for s in sessions[-5:] if not Path(s.export_dir).exists())
+    shown = cb.show_frame(recent, 2)
+    assert not isinstance(shown["frame_image"], str) and shown["frame_image"].shape == recent.frames[1].shape
+    # one whose folder and frames are both gone is asked, in one line, to run again; downloads still work
     old = sessions[0]
-    assert not Path(old.export_dir).exists()
-    shown = cb.show_frame(old, 2)
-    assert not isinstance(shown["frame_image"], str) and shown["frame_image"].shape == old.frames[1].shape
+    assert not Path(old.export_dir).exists() and old.frames is None
+    with pytest.raises(gr.Error, match="no longer kept.*press Run"):
+        cb.show_frame(old, 2)
     csv = Path(cb.download_csv(old)["csv_file"])
     assert csv.is_file() and csv.parent.parent == cb.ctx.exports.folder
+    cleanup_session(sessions[-2])  # a state expires: its frames go with its folder
+    assert len(pool) == 4 and sessions[-2].frames is None and not Path(sessions[-2].export_dir).exists()
     # the visitor leaves: their folder goes at once (demo.unload), not when the state expires
     last = Path(sessions[-1].export_dir)
     assert last.is_dir()
     cb.forget_session(SimpleNamespace(session_hash="client-29"))
     assert not last.exists()
     cb.ctx.exports.close()
+
+
+def test_frame_pool_keeps_the_most_recently_used_within_its_bound():
+    import numpy as np
+
+    from app.storage import FramePool
+
+    pool = FramePool(max_bytes=3000)
+    a, b, c = (np.full((1000,), i, np.uint8) for i in range(3))
+    ka, kb, kc = pool.put(a), pool.put(b), pool.put(c)
+    assert pool.nbytes == 3000 and pool.get(ka) is a   # a is now the most recently used
+    kd = pool.put(np.zeros(1000, np.uint8))             # over the bound: b (least recently used) goes
+    assert pool.get(kb) is None and pool.get(ka) is a and pool.get(kc) is c and pool.get(kd) is not None
+    huge = pool.put(np.zeros(5000, np.uint8))           # larger than the whole bound: not kept, nothing evicted
+    assert pool.get(huge) is None and len(pool) == 3 and pool.nbytes == 3000
+    pool.drop(ka)
+    pool.drop("not-a-key")
+    assert pool.get(ka) is None and pool.nbytes == 2000 and len(pool) == 2
 
 
 def test_demo_cleans_at_start_and_wires_unload(tmp_path):
@@ -511,11 +540,14 @@ def test_settings_name_every_ceiling(monkeypatch):
     assert (s.hub_allow, s.max_frame_pixels, s.export_mb, s.export_max_age_min, s.max_frames, s.hub_max_mb) == (
         ("a/*", "b/c"), 1_000_000, 7.0, 5.0, 128, 300.0)
     assert parse_settings(["--hub-max-mb", "10"], env)[0].hub_max_bytes == 10 * 2**20  # the flag wins
+    assert parse_settings(["--session-frames-mb", "64"], {})[0].session_frames_bytes == 64 * 2**20
+    assert parse_settings([], {"NSNET_SESSION_FRAMES_MB": "32"})[0].session_frames_mb == 32.0
     d = AppSettings()
     assert (d.max_frame_pixels, d.max_upload_mb, d.time_budget_s, d.max_frames, d.export_mb, d.hub_max_mb) == (
         limits.MAX_SOURCE_PIXELS, 200.0, 20.0, 64, 200.0, 2048.0)
     for argv in (["--max-frames", str(limits.MAX_FRAMES + 1)], ["--max-frame-pixels", "9000x9000"],
-                 ["--export-mb", "0"], ["--hub-allow", "no-slash"], ["--hub-max-mb", "0"]):
+                 ["--export-mb", "0"], ["--hub-allow", "no-slash"], ["--hub-max-mb", "0"],
+                 ["--session-frames-mb", "-1"]):
         with pytest.raises(SystemExit):
             parse_settings(argv, {})
 

@@ -206,10 +206,15 @@ def main(argv: list[str] | None = None) -> int:
             report["browser"] = bench_browser(demo, launch_kwargs(settings), clip, args.runs, k_new=min(k + 1, t - 1))
         else:
             report["browser"] = f"skipped: {CHROMIUM} not found"
+    return print_report(report, args.json)
+
+
+def print_report(report: dict, path: Path | None) -> int:
+    """Print a benchmark's report as JSON, also write it to ``path`` when given; the exit code (0)."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    if path:
+        path.write_text(text + "\n")
     return 0
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from nsnet.benchmarks.decode import make_clip
 
-from .bench import CHROMIUM, CHROMIUM_ARGS
+from .bench import CHROMIUM, CHROMIUM_ARGS, print_report
 from .runtime import configure_environment
 from .settings import AppSettings
 
@@ -290,11 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             report["browser"] = f"skipped: {CHROMIUM} not found"
     report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,11 @@ def tiny_pipeline_config():
                               hidden_dim=32, attention_dim=16),
         recognizer=RecognizerConfig(backbone="efficientnet_lite0", backbone_pretrained=False, input_size=96),
         num_frames=8, k=3, lam=0.5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright, one per module (``tests/chromium.py``; its modules skip without it)."""
+    from chromium import launch
+
+    yield from launch()

@@ -11,19 +11,14 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} not found: the browser test drives Debian's Chromium (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+from chromium import require
+
+require()  # skips this module without Chromium or Playwright
 
 from clips import write_clip  # noqa: E402
 from test_app_client import K, free_port, make_examples, tiny_pipeline  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +46,6 @@ def export_root(work) -> Path:
 
 def export_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".json")) if root.is_dir() else []
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):

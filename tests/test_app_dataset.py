@@ -83,6 +83,31 @@ def fake_results(records, out: Path, class_names) -> Path:
     return out
 
 
+def serve_dataset(work: Path, **settings):
+    """Launch an app in dataset mode: a generated benchmark, a ``--results`` file of known outcomes
+    (``fake_results``), the synthetic model and a second checkpoint ``tiny-b`` in ``--models-dir``.
+    Yields ``(url, records)``; for module fixtures of the browser and gradio_client tests."""
+    from app.demo import build_demo, launch_kwargs
+    from app.models import CheckpointOption, ModelStore, scan_checkpoints
+    from app.settings import AppSettings
+    from nsnet.data.formats import load_dataset
+    from test_app_client import free_port
+
+    bench = make_benchmark(work / "bench")
+    records, names = load_dataset(bench)
+    results = fake_results(records, work / "rows.jsonl", names)
+    synthetic_pipeline(seed=1).save_pretrained(work / "models" / "tiny-b")
+    store = ModelStore(synthetic_pipeline(), CheckpointOption("tiny-synthetic", ""), scan_checkpoints(work / "models"))
+    app_settings = AppSettings(port=free_port(), examples_dir=work / "no-examples", data=bench, results=results,
+                               **settings)
+    demo = build_demo(store, app_settings, export_root=work / "exports")
+    demo.launch(**launch_kwargs(app_settings), prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{app_settings.port}/", records
+    finally:
+        demo.close()
+
+
 def context(pipe, tmp_path: Path, dataset=None, models_dir: Path | None = None, examples=()):
     from app.callbacks import AppContext
     from app.models import CheckpointOption, ModelStore, scan_checkpoints

@@ -7,52 +7,20 @@ the banner must warn that it only knows synthetic classes) and a second checkpoi
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} not found: the browser test drives Debian's Chromium (apt-get install chromium)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+from chromium import require
 
-from test_app_client import free_port  # noqa: E402
-from test_app_dataset import K, NUM_CLASSES, T, fake_results, make_benchmark, synthetic_pipeline  # noqa: E402
+require()  # skips this module without Chromium or Playwright
+
+from test_app_dataset import K, NUM_CLASSES, T, serve_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update"]
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app.demo import build_demo, launch_kwargs
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
-    from app.settings import AppSettings
-    from nsnet.data.formats import load_dataset
-
-    work = tmp_path_factory.mktemp("dataset-browser")
-    bench = make_benchmark(work / "bench")
-    records, names = load_dataset(bench)
-    results = fake_results(records, work / "rows.jsonl", names)
-    synthetic_pipeline(seed=1).save_pretrained(work / "models" / "tiny-b")
-    store = ModelStore(synthetic_pipeline(), CheckpointOption("tiny-synthetic", ""),
-                       scan_checkpoints(work / "models"))
-    settings = AppSettings(port=free_port(), examples_dir=work / "no-examples", data=bench, results=results)
-    demo = build_demo(store, settings, export_root=work / "exports")
-    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{settings.port}/", records
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    yield from serve_dataset(tmp_path_factory.mktemp("dataset-browser"))
 
 
 def open_page(browser, url):

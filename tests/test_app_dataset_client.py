@@ -2,7 +2,6 @@
 mode (a generated synthetic benchmark, a ``--results`` file with known outcomes, two tiny checkpoints)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,8 @@ pytest.importorskip("gradio_client")
 
 from gradio_client import Client, handle_file  # noqa: E402
 
-from test_app_client import check_result, free_port  # noqa: E402
-from test_app_dataset import K, PATTERN, T, fake_results, make_benchmark, synthetic_pipeline  # noqa: E402
+from test_app_client import check_result  # noqa: E402
+from test_app_dataset import K, PATTERN, T, serve_dataset  # noqa: E402
 
 API_KEYS = ["id", "gt", "nsnet_label", "nsnet_correct", "dense_label", "dense_correct", "uniform_label",
             "uniform_correct", "saliency_ap", "duration_s"]
@@ -21,25 +20,8 @@ API_KEYS = ["id", "gt", "nsnet_label", "nsnet_correct", "dense_label", "dense_co
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """(url, dataset records, the clip of record 0) of an app in dataset mode with a second checkpoint."""
-    from app.demo import build_demo, launch_kwargs
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
-    from app.settings import AppSettings
-    from nsnet.data.formats import load_dataset
-
-    work = tmp_path_factory.mktemp("dataset-client")
-    bench = make_benchmark(work / "bench")
-    records, names = load_dataset(bench)
-    results = fake_results(records, work / "rows.jsonl", names)
-    synthetic_pipeline(seed=1).save_pretrained(work / "models" / "tiny-b")
-    store = ModelStore(synthetic_pipeline(), CheckpointOption("tiny-synthetic", ""),
-                       scan_checkpoints(work / "models"))
-    settings = AppSettings(port=free_port(), examples_dir=work / "no-examples", data=bench, results=results,
-                           max_frames=32)
-    demo = build_demo(store, settings, export_root=work / "exports")
-    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{settings.port}/", records
-    demo.close()
+    """(url, dataset records) of an app in dataset mode with a second checkpoint."""
+    yield from serve_dataset(tmp_path_factory.mktemp("dataset-client"), max_frames=32)
 
 
 @pytest.fixture(scope="module")

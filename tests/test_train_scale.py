@@ -22,7 +22,7 @@ from nsnet.data.synthetic import main as make_synthetic
 from nsnet.inference import Pipeline
 from nsnet.training import TrainConfig, trainer
 from nsnet.training import modules, state as state_mod
-from nsnet.training.state import check_resume, read_state
+from nsnet.training.state import check_resume
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,6 @@ import time
 from typing import Any, Callable, Sequence
 
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import one_line

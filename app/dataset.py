@@ -17,7 +17,6 @@ re-implements frame selection. No Gradio, no network.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections import Counter
@@ -30,6 +29,7 @@ import torch
 
 from nsnet.data.records import VideoRecord, segments_mask
 from nsnet.metrics import average_precision, mean_average_precision
+from nsnet.evaluation.jsonl import parse_row
 from nsnet.evaluation.rows import VideoInfo, VideoOutputs, make_row
 from nsnet.inference import PipelineResult
 from nsnet.inference.methods import CLIP_METHODS, select, video_scores, video_seed
@@ -162,11 +162,8 @@ def read_results(path: str | Path) -> ResultsFile:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict) or not isinstance(row.get("id"), (str, int)):
+            row = parse_row(line, id_types=(str, int))
+            if row is None:
                 skipped += 1
                 first_bad = first_bad or lineno
                 continue

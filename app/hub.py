@@ -122,6 +122,13 @@ def _mb(n: float) -> str:
     return f"{n / 2 ** 20:,.0f} MB"
 
 
+def _check_size(what: str, size: int | None, max_bytes: int | None) -> None:
+    """Refuse ``what`` (the start of the line) when ``size`` is over ``max_bytes`` or unknown."""
+    if max_bytes is not None and (size is None or size > max_bytes):
+        weighs = "of unknown size" if size is None else _mb(size)
+        raise CheckpointError(f"{what} {weighs}, over this server's limit of {_mb(max_bytes)} (--hub-max-mb)")
+
+
 def fetch_checkpoint(repo_id: str, revision: str | None, max_bytes: int | None = None) -> Path:
     """Download ``config.json`` and ``model.safetensors`` of a Hub repo; the local snapshot folder.
 
@@ -138,11 +145,7 @@ def fetch_checkpoint(repo_id: str, revision: str | None, max_bytes: int | None =
     if (files[CONFIG_NAME] or 0) > MAX_CONFIG_BYTES:
         raise CheckpointError(f"Hub checkpoint {shown}: its {CONFIG_NAME} is {_mb(files[CONFIG_NAME])}, "
                               "too large to be a checkpoint config")
-    size = files[WEIGHTS_NAME]
-    if max_bytes is not None and (size is None or size > max_bytes):
-        weighs = "of unknown size" if size is None else _mb(size)
-        raise CheckpointError(f"Hub checkpoint {shown}: its {WEIGHTS_NAME} is {weighs}, over this server's "
-                              f"limit of {_mb(max_bytes)} (--hub-max-mb)")
+    _check_size(f"Hub checkpoint {shown}: its {WEIGHTS_NAME} is", files[WEIGHTS_NAME], max_bytes)
     try:
         from huggingface_hub import snapshot_download
 
@@ -186,7 +189,4 @@ def check_backbones(config: PipelineConfig, shown: str, patterns: Sequence[str],
                                   "allowed on this server")
         if max_bytes is not None:
             size = weights_bytes(_listing(repo_id, None, f"{shown} ({role} backbone {repo_id})")[1])
-            if size is None or size > max_bytes:
-                weighs = "of unknown size" if size is None else _mb(size)
-                raise CheckpointError(f"Hub checkpoint {shown}: its {role} backbone {family}{repo_id} has weights "
-                                      f"{weighs}, over this server's limit of {_mb(max_bytes)} (--hub-max-mb)")
+            _check_size(f"Hub checkpoint {shown}: its {role} backbone {family}{repo_id} has weights", size, max_bytes)

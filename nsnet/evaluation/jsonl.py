@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["stem", "part_path", "summary_path", "run_path", "part_files", "iter_rows", "done_ids", "repair",
+__all__ = ["stem", "part_path", "summary_path", "run_path", "part_files", "iter_rows", "parse_row", "done_ids", "repair",
            "RowWriter", "write_rows", "merge"]
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,16 @@ def _lines(path: Path) -> Iterator[tuple[str, dict[str, Any] | None]]:
             line = raw.decode("utf-8", errors="replace").rstrip("\n")
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            yield line, row if isinstance(row, dict) and isinstance(row.get("id"), str) else None
+            yield line, parse_row(line)
+
+
+def parse_row(line: str, id_types: tuple[type, ...] = (str,)) -> dict[str, Any] | None:
+    """One JSONL line as a row (a JSON object whose ``id`` is one of ``id_types``), else None."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("id"), id_types) else None
 
 
 def iter_rows(path: str | os.PathLike) -> Iterator[dict[str, Any]]:

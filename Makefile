@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test venv venv-dev demo-model bench clean
+.PHONY: run test venv venv-dev demo-model bench screenshots clean
 
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,15 @@ demo-model: venv
 bench: venv
 	$(PY) -m nsnet bench pipeline
 
+# Redraw assets/screenshot.png and assets/screenshot_dataset.png from today's page
+# (Debian's Chromium through Playwright; see docs/development.md).
+screenshots: venv-dev
+	$(PY) -m app.screenshots
+
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Mutation testing of the core modules (tests/mutate.py; minutes, one worker; not part of `make test`).
+.PHONY: mutate
+mutate: venv-dev
+	nice -n 10 $(PY) tests/mutate.py --max-children 1

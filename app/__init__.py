@@ -1,26 +1,17 @@
-"""The NSNet saliency explorer: a Gradio UI on top of the ``nsnet`` library.
+"""The NSNet saliency explorer: a Gradio page on top of the ``nsnet`` library, one room per part of the page.
 
-* ``app.demo.build_demo(pipeline_or_store, settings) -> gr.Blocks``: layout + events, queue set.
-* ``app.ui``: the layout, every component by name (``Layout``); no events.
-* ``app.wiring``: the events: which callback, which inputs, which named outputs.
-* ``app.callbacks``: thin callbacks (validate -> call nsnet -> views), returning ``{name: value}``.
-* ``app.plots`` / ``app.views`` / ``app.exports``: pure functions of a ``PipelineResult``.
-* ``app.models``: the read-only pipelines (loaded once) and the lazy example cache.
-* ``app.runtime``: explicit process set-up (offline environment defaults, ``spaces``) and
-  how inference runs (in process, or under ``spaces.GPU``).
-* ``app.settings``: flags and environment variables, the resource ceilings among them.
-* ``app.hub``: Hub ids typed by visitors (syntax only, never a path; the allow-list).
-* ``app.storage``: ``ExportArea``, the one bounded folder the explorer writes into.
-* ``app.errors``: the one-line error text (plain for the API, escaped for the page).
-* Dataset mode (``--data``): ``app.dataset`` (pure rows, filters, sorting, summary, accuracy vs K),
-  ``app.dataset_views`` (its markdown and charts), ``app.dataset_store`` (the shared rows, filled
-  lazily), ``app.dataset_callbacks`` (the Dataset tab and ``/dataset``).
-* Two checkpoints on one clip: ``app.compare`` (pure state and views), ``app.compare_callbacks``
-  (Compare, its K/λ re-rank, ``/compare``, the banner when the picker moves).
-* ``app.model_info``: what the model knows (label set, training data, validation numbers).
-* ``app.ui_panels`` / ``app.wiring_extras``: the layout and events of the above.
-* ``app.bench`` / ``app.bench_dataset``: latency benchmarks (not tests).
+* ``app.shell``: the page around the rooms (title, model banner, tabs, theme, launch) and start-up;
+  ``build_demo(pipeline_or_store, settings) -> gr.Blocks``.
+* ``app.tabs``: one module per room, each with its layout (``build(ctx, ...)`` returns its components as
+  a named record), its events and its callbacks: ``analyze`` (one clip, ``/analyze``), ``compare`` (two
+  checkpoints on that clip, ``/compare``), ``dataset`` (dataset mode, ``/dataset``); with what they share:
+  ``request`` (a visitor's request checked, then run), ``base`` (components by name), ``errors``.
+* ``app.state``: what the rooms read: the shared, read-only ``context`` (settings, ``models``, the
+  ``examples`` and their cache, the ``dataset`` and its ``rows``) and the per-visitor ``session``.
+* ``app.views``: pure functions (no Gradio): figures, tables, banner text, exports.
+* ``app.server``: settings, storage (the export area, the frames pool), Hub input checks, the ZeroGPU runner.
+* ``app.bench``: latency benchmarks of the page (``python -m app.bench``); no runtime module imports it.
 
-Importing this package has no side effects. ``nsnet`` never imports it. ``python app.py``
-(repo root) serves it.
+Importing this package (or any of its packages) has no side effects. ``nsnet`` never imports it.
+``python app.py`` (repo root) serves it.
 """

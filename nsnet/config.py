@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from .errors import shown
 from .limits import MAX_FRAMES
 
 __all__ = ["SamplerConfig", "RecognizerConfig", "PipelineConfig", "ConfigError", "MAX_FRAMES", "LIMITS",
-           "check_number"]
+           "check_number", "whole_number", "finite_number", "parse_params"]
 
 T = TypeVar("T")
 
@@ -212,3 +213,48 @@ class PipelineConfig:
             return cls.from_dict(data)
         except ConfigError as exc:
             raise ConfigError(f"{Path(path).name}: {exc}") from None
+
+
+# --------------------------------------------------------------------------- T, K and lam as people type them
+def whole_number(value: Any, name: str) -> int:
+    """An integer from a form, an API call or a command line (``8``, ``8.0``, ``"8"``).
+
+    ``2.5`` is refused, never rounded; so are booleans, NaN and infinities (ConfigError, one line).
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a whole number, got {shown(value)}")
+    if isinstance(value, int):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a whole number, got {shown(value)}") from None
+    if not math.isfinite(f) or f != math.floor(f):
+        raise ConfigError(f"{name} must be a whole number, got {shown(value)}")
+    return int(f)
+
+
+def finite_number(value: Any, name: str) -> float:
+    """A finite float from a form, an API call or a command line; ConfigError (one line) for anything else."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a number, got {shown(value)}")
+    try:
+        f = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{name} must be a number, got {shown(value)}") from None
+    if not math.isfinite(f):
+        raise ConfigError(f"{name} must be a finite number, got {shown(value)}")
+    return f
+
+
+def parse_params(t: Any, k: Any, lam: Any, *, max_frames: int | None = None,
+                 limit_name: str = "the limit") -> tuple[int, int, float]:
+    """``(T, K, lam)`` from what a person typed: whole numbers T and K, a finite lam, T at most
+    ``max_frames`` (a deployment's own ceiling, called ``limit_name`` in the message), then the
+    one range check, :meth:`PipelineConfig.validate`. Raises ConfigError with one line.
+    """
+    t, k, lam = whole_number(t, "T"), whole_number(k, "K"), finite_number(lam, "λ")
+    if max_frames is not None and t > max_frames:
+        raise ConfigError(f"T={shown(t)} is above {limit_name} of {max_frames} previews.")
+    PipelineConfig.validate(t, k, lam)
+    return t, k, lam

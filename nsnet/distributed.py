@@ -4,6 +4,11 @@ Under ``torchrun --nproc_per_node N`` the usual environment (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR, MASTER_PORT) is set; ``init()`` joins the process group with
 gloo on CPU or nccl on GPU. Without it everything runs in one process.
 
+Collectives wait :func:`collective_timeout_s` (7 days unless ``$NSNET_DIST_TIMEOUT_S`` says
+otherwise) instead of NCCL's 10 minutes: ``analyze`` and ``train`` both put a barrier after each
+rank's shard of decoding and feature caching, and ranks finish those at different times (a
+resume with part of the cache present can leave one rank hours behind another).
+
 Only rank 0 narrates: ``init()`` raises every other rank's log level to WARNING and
 prefixes its lines with ``[rank N]``, so a job log holds one copy of each progress line
 and every rank's warnings and errors, attributed.
@@ -18,6 +23,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +44,47 @@ class DistInfo:
         return self.rank == 0
 
 
+#: How long collectives wait for the slowest rank by default (torch's NCCL default is 10 minutes).
+DEFAULT_TIMEOUT_S = 7 * 24 * 3600.0
+#: The environment variable that overrides it (seconds, 60 .. 30 days).
+TIMEOUT_ENV = "NSNET_DIST_TIMEOUT_S"
+_TIMEOUT_RANGE = (60.0, 30 * 24 * 3600.0)
+
+
+def collective_timeout_s() -> float:
+    """``$NSNET_DIST_TIMEOUT_S`` (seconds), else :data:`DEFAULT_TIMEOUT_S`.
+
+    Raises:
+        ConfigError: a value that is not a number in 60 .. 2592000 (one line naming the variable).
+    """
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    low, high = _TIMEOUT_RANGE
+    if not low <= value <= high:  # nan fails too
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds in {low:.0f}..{high:.0f}, got {raw[:40]!r}")
+    return value
+
+
 def init(device: torch.device, timeout_s: float | None = None) -> DistInfo:
     """Join the process group when launched by torchrun; a no-op otherwise.
 
-    ``timeout_s`` bounds collectives such as :func:`barrier` (torch's default otherwise;
-    ``analyze`` raises it, since ranks finish their shards at different times).
+    ``timeout_s`` bounds collectives such as :func:`barrier` (default: :func:`collective_timeout_s`,
+    long: ranks finish their shards of decoding and caching at different times).
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = collective_timeout_s() if timeout_s is None else float(timeout_s)
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        timeout = {} if timeout_s is None else {"timeout": datetime.timedelta(seconds=timeout_s)}
-        dist.init_process_group(backend=backend, **timeout)
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout))
         if dist.get_rank() == 0:
             log.info("joined process group: %d processes (%s), master %s:%s", world, backend,
                      os.environ.get("MASTER_ADDR", "?"), os.environ.get("MASTER_PORT", "?"))

@@ -1,7 +1,7 @@
 """Error text shared by the library, the CLI and the app: one plain line a problem."""
 from __future__ import annotations
 
-__all__ = ["one_line"]
+__all__ = ["one_line", "shown"]
 
 
 def one_line(err: BaseException | str, limit: int = 300) -> str:
@@ -11,3 +11,23 @@ def one_line(err: BaseException | str, limit: int = 300) -> str:
     """
     text = " ".join(str(err).split()) or (type(err).__name__ if isinstance(err, BaseException) else "")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def shown(value) -> str:
+    """``value`` echoed short for an error message (at most about 40 characters): ``1e+308``, never
+    309 digits; a string cut and quoted; other objects by their type (``a list``)."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        digits = str(abs(value)) if abs(value) < 10 ** 30 else None
+        if digits is not None and len(digits) <= 15:
+            return str(value)
+        try:
+            return f"{float(value):.3g}"
+        except OverflowError:
+            return f"a {len(str(abs(value))) if abs(value) < 10 ** 4000 else 'huge'}-digit number"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 30 else repr(value[:29]) + "…"
+    return f"a {type(value).__name__}"

@@ -1,4 +1,4 @@
-"""Resource ceilings of the library, in one place (the app adds its own on top: app/settings.py).
+"""Resource ceilings of the library, in one place (the app adds its own on top: app/server/settings.py).
 
 Each is generous for real videos and models, and small enough that one hostile file or
 config cannot take the process past a few GB. Values can be lowered per call where a

@@ -3,7 +3,7 @@
 ``require()`` at the top of a test module skips the whole module when ``/usr/bin/chromium``
 or the ``playwright`` package is missing (``.ci/run`` installs the browser); the module's
 tests then take the ``browser`` fixture of ``conftest.py`` (one browser per module, made by
-``launch``). The executable and its flags are the benchmarks' (``app.bench``).
+``launch``). The executable and its flags are the benchmarks' (``app.bench.common``).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.bench import CHROMIUM, CHROMIUM_ARGS
+from app.bench.common import CHROMIUM, CHROMIUM_ARGS
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "require", "launch"]
 

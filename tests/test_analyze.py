@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import naive
 import numpy as np
 import pytest
 import torch
@@ -138,20 +139,27 @@ def test_rows_follow_the_schema(full_run, dataset):
         assert np.allclose(probs[:, top], row["teacher"], atol=1e-7)
         assert np.allclose(probs.mean(0), row["class_scores"]["dense"], atol=1e-6)
         assert np.allclose(probs[row["selected"]].mean(0), row["class_scores"]["nsnet"], atol=1e-6)
-        if row["gt"] is not None:
-            assert row["saliency_ap"] is None or 0 <= row["saliency_ap"] <= 1
+        if row["gt"] is not None:  # the fused score's AP against the previews inside a segment, brute force
+            inside = naive.inside(row["timestamps_s"], row["segments"])
+            want = naive.average_precision(row["fused"], inside) if 0 < sum(inside) < T else None
+            assert row["saliency_ap"] == (None if want is None else pytest.approx(want, abs=1e-9)), row["id"]
     summary = json.loads(jsonl.summary_path(full_run).read_text())
     assert summary["counts"] == {"videos": 12, "ok": 10, "errors": 2, "labelled": 8, "unlabelled": 2,
                                  "unknown_label": 0}
     assert summary["processed"] == 12 and summary["videos_per_s"] > 0 and summary["t"] == T and summary["k"] == K
-    for m in ROW_METHODS:
-        assert 0 <= summary["methods"][m]["map"] <= 1 and 0 <= summary["methods"][m]["top1"] <= 1
+    labelled = [r for r in ok if r["gt"] is not None]
+    names = (dataset / "classes.txt").read_text().split()  # the checkpoint's classes, in its order
+    for m in ROW_METHODS:  # mAP and top-1 from the rows by a naive second implementation
+        scores, labels = [r["class_scores"][m] for r in labelled], [names.index(r["gt"]) for r in labelled]
+        assert summary["methods"][m]["map"] == pytest.approx(naive.mean_average_precision(scores, labels), abs=1e-6)
+        assert summary["methods"][m]["top1"] == pytest.approx(naive.top1(scores, labels)), m
     assert not jsonl.part_files(full_run)
 
 
 def test_rows_give_the_explorer_its_accuracy_by_k(full_run, checkpoint):
     """The Dataset tab's accuracy-vs-K curve, from a results file alone, agrees with the rows' own methods at K."""
-    from app.dataset import accuracy_by_k, read_results
+    from app.state.rows import read_results
+    from nsnet.evaluation.stats import accuracy_by_k
 
     results = read_results(full_run)
     assert results.has_frame_probs
@@ -233,8 +241,17 @@ def test_sigkill_then_resume_gives_every_video_once(dataset, checkpoint, full_ru
     assert {r["id"]: _stable(r) for r in rows} == reference
 
 
-def test_resume_picks_up_part_files_of_a_dead_rank(dataset, checkpoint, full_run, tmp_path):
+def test_resume_picks_up_part_files_of_a_dead_rank(dataset, checkpoint, full_run, tmp_path, monkeypatch):
     """A torchrun job whose rank 1 died: its part file holds a few rows and half a line."""
+    from nsnet.evaluation import engine
+
+    real_run, handed = engine.run, []
+
+    def counting_run(pipe, infos, *args, **kwargs):  # the real engine, counting the videos it analyses
+        handed.extend(info.id for info in infos)
+        return real_run(pipe, infos, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "run", counting_run)
     out = tmp_path / "rows.jsonl"
     lines = full_run.read_text().splitlines()
     jsonl.part_path(out, 0).write_text("\n".join(lines[0:6:2]) + "\n")
@@ -244,8 +261,27 @@ def test_resume_picks_up_part_files_of_a_dead_rank(dataset, checkpoint, full_run
     assert _analyze(dataset, checkpoint, out, "--resume") == 0
     rows = _strict(out)
     assert [_stable(r) for r in rows] == [_stable(json.loads(line)) for line in lines]
+    assert handed == [json.loads(line)["id"] for line in lines[6:]]  # only the 6 missing videos ran again
     assert json.loads(jsonl.summary_path(out).read_text())["processed"] == 6
     assert not jsonl.part_files(out)
+
+
+def test_rows_at_an_asymmetric_lam_follow_from_their_own_curves(dataset, checkpoint, tmp_path):
+    """At lam = 0.3 (where curves fused the wrong way round would show; at 0.5 fusion is symmetric) every
+    row's fused score, frames and class scores are recomputed by hand from the row's own frame_scores,
+    attention and frame_probs (tests/naive.py)."""
+    out = tmp_path / "lam.jsonl"
+    assert _analyze(dataset, checkpoint, out, "--lam", "0.3", "--max-videos", "4", "--workers", "0") == 0
+    rows = [r for r in _strict(out) if r["error"] is None]
+    assert len(rows) == 4
+    for row in rows:
+        fused = naive.fuse(row["frame_scores"], row["attention"], 0.3)
+        assert row["fused"] == pytest.approx(fused, abs=1e-6), row["id"]
+        assert row["fused"] != pytest.approx(naive.fuse(row["attention"], row["frame_scores"], 0.3), abs=1e-3)
+        assert row["selected"] == naive.topk(row["fused"], K), row["id"]
+        for m, idx in (("nsnet", row["selected"]), ("uniform", naive.uniform(T, K)), ("dense", range(T))):
+            assert row["class_scores"][m] == pytest.approx(naive.mean_rows(row["frame_probs"], idx), abs=1e-6), m
+    assert json.loads(jsonl.summary_path(out).read_text())["lam"] == 0.3
 
 
 def test_resume_refuses_other_settings(dataset, checkpoint, tmp_path):
@@ -380,3 +416,73 @@ def test_jsonl_repair_merge_and_order(tmp_path):
     with jsonl.RowWriter(out) as w:
         with pytest.raises(ValueError):
             w.write({"id": "e", "v": float("nan")})  # strict JSON only
+
+
+def test_mixed_inputs_keep_the_labels_they_were_given(dataset, checkpoint, tmp_path, capsys):
+    """``analyze ANNOTATED_FOLDER extra.mp4``: the folder's videos keep their labels, the extra clip is unlabelled."""
+    doc = json.loads((dataset / "annotations.json").read_text())
+    kept = sorted(doc["database"])[:2]
+    folder = tmp_path / "annotated"
+    (folder / "videos").mkdir(parents=True)
+    for vid in kept:
+        shutil.copy(dataset / "videos" / f"{vid}.mp4", folder / "videos" / f"{vid}.mp4")
+    doc["database"] = {vid: doc["database"][vid] for vid in kept}
+    (folder / "annotations.json").write_text(json.dumps(doc))
+    extra = tmp_path / "extra.mp4"
+    shutil.copy(dataset / "videos" / "unlabelled_0.mp4", extra)   # a copy of a benchmark video, without its label
+    labels = {vid: doc["database"][vid]["annotations"][0]["label"] for vid in kept}
+
+    records, names = resolve_inputs([folder, extra, folder / "videos" / f"{kept[0]}.mp4"])
+    assert set(labels.values()) <= set(names)
+    assert [(r.video_id, r.label) for r in records] == [(kept[0], labels[kept[0]]), (kept[1], labels[kept[1]]),
+                                                        ("extra", None)]   # the labelled listing wins
+    clash = tmp_path / "other" / f"{kept[1]}.mp4"   # a plain file whose stem is a dataset id: named by its path
+    clash.parent.mkdir()
+    shutil.copy(extra, clash)
+    assert [r.video_id for r in resolve_inputs([folder, clash])[0]] == [*kept, str(clash)]
+
+    out = tmp_path / "rows.jsonl"
+    assert analyze_cli.main([str(folder), str(extra), "--checkpoint", str(checkpoint), "--out", str(out),
+                             "--device", "cpu", "--no-progress"]) == 0
+    rows = {r["id"]: r for r in _strict(out)}
+    assert {vid: rows[vid]["gt"] for vid in rows} == {**labels, "extra": None}
+    assert all(rows[vid]["nsnet"]["correct"] is not None for vid in kept) and rows["extra"]["nsnet"]["correct"] is None
+    summary = json.loads(jsonl.summary_path(out).read_text())
+    assert (summary["counts"]["labelled"], summary["counts"]["unlabelled"]) == (2, 1)
+    assert "2 labelled" in capsys.readouterr().out
+
+
+def test_one_clip_comparison_draws_random_k_by_the_rows_rule(full_run, dataset, checkpoint):
+    """``compare`` seeds random-K per video: by the row id it gives the row's frames; without one, by the
+    clip's content (a renamed copy gets the same frames, other clips their own)."""
+    from nsnet.inference.methods import compare
+    from nsnet.models.selection import random_indices
+
+    pipe = Pipeline.from_pretrained(checkpoint, device="cpu")
+    rows = {r["id"]: r for r in _strict(full_run) if r["error"] is None}
+    drawn = {}
+    for vid, row in rows.items():
+        res = pipe.analyze(row["path"], T, K, dense=True)
+        by_id = {r["method"]: r for r in compare(res, video_id=vid)}["random"]
+        assert by_id["frames"] == random_indices(T, K, torch.Generator().manual_seed(video_seed(0, vid))), vid
+        assert by_id["label"] == row["random"]["label"], vid
+        assert by_id["score"] == pytest.approx(row["random"]["score"], abs=1e-5), vid
+        np.testing.assert_allclose(row["class_scores"]["random"], res.frame_probs[by_id["frames"]].mean(0), atol=1e-5)
+        drawn[vid] = {r["method"]: r for r in compare(res)}["random"]["frames"]
+        assert {r["method"]: r for r in compare(res)}["random"]["frames"] == drawn[vid]   # the same clip: the same
+    copies = {f"unlabelled_{i}": src for i, src in enumerate(sorted((dataset / "videos").glob("syn_*.mp4"))[:2])}
+    for copy, src in copies.items():   # byte copies under another name: the same content, the same frames
+        assert drawn[copy] == drawn[src.stem]
+    distinct = [drawn[v] for v in rows if v not in copies]
+    assert len(distinct) >= 8 and len({tuple(f) for f in distinct}) >= 3   # not one draw for every clip
+
+
+def test_run_file_says_what_the_model_knows_and_names_the_classes(full_run, checkpoint):
+    run = json.loads(jsonl.run_path(full_run).read_text())
+    config = json.loads((checkpoint / "config.json").read_text())
+    # by hand: the tiny checkpoint "tiny" is untrained, its 3 classes come from the synthetic benchmark
+    assert config["trained"] is False and len(config["class_names"]) == 3
+    assert run["model"] == {"name": "tiny", "num_classes": 3, "trained_on": None, "synthetic": True}
+    assert run["classes"] == config["class_names"]   # the order of class_scores / frame_probs
+    row = next(r for r in _strict(full_run) if r["error"] is None)
+    assert len(row["class_scores"]["nsnet"]) == len(row["frame_probs"][0]) == len(run["classes"])

@@ -16,7 +16,7 @@ from chromium import require
 require()  # skips this module without Chromium or Playwright
 
 from clips import write_clip  # noqa: E402
-from test_app_client import K, free_port, make_examples, tiny_pipeline  # noqa: E402
+from test_app_client import K, launch, make_examples, tiny_pipeline  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,13 +28,12 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(work):
-    from app.demo import build_demo, launch_kwargs
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.shell import build_demo
 
-    settings = AppSettings(port=free_port(), examples_dir=make_examples(work / "examples"), max_upload_mb=5)
+    settings = AppSettings(examples_dir=make_examples(work / "examples"), max_upload_mb=5)
     demo = build_demo(tiny_pipeline(), settings, export_root=work / "exports")
-    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{settings.port}/"
+    yield launch(demo, settings)   # a port the server picks itself
     demo.close()
 
 
@@ -62,7 +61,7 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     assert "untrained" in page.inner_text("#model-banner").lower()  # the tiny random model is labelled as such
     page.set_input_files("#clip-input input[type=file]", str(clip))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('street.mp4')",
-                           timeout=30_000)
+                           timeout=90_000)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.wait_for_selector("#saliency-plot .js-plotly-plot .scatterlayer .trace", timeout=60_000)
     page.wait_for_selector("#selected-gallery img", timeout=30_000)
@@ -71,6 +70,8 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     legend = page.locator("#saliency-plot .legend").first.text_content()
     for name in ("frame-level", "attention", "fused", f"selected (K={K})"):
         assert name in legend
+    # NSNet's own result shows first; the dense pass then fills the comparison table
+    page.wait_for_function("() => document.querySelector('#compare').innerText.includes('Dense-8')", timeout=60_000)
     assert "NSNet-3" in page.inner_text("#compare") and "Dense-8" in page.inner_text("#compare")
     assert "Decode" in page.inner_text("#cost") and "Device" in page.inner_text("#cost")
 
@@ -132,7 +133,7 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     page.locator("#clip-input button[aria-label='Clear']").first.click()
     page.set_input_files("#clip-input input[type=file]", str(junk))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('junk.mp4')",
-                           timeout=30_000)
+                           timeout=90_000)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.get_by_text("junk.mp4: not a video").first.wait_for(timeout=30_000)
     page.close()
@@ -161,7 +162,7 @@ def test_closing_the_page_removes_the_sessions_files(app_url, export_root, brows
     page.wait_for_selector("#run-button", timeout=30_000)
     page.set_input_files("#clip-input input[type=file]", str(clip))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('leaving.mp4')",
-                           timeout=30_000)
+                           timeout=90_000)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.wait_for_function("() => document.querySelector('#summary').innerText.includes('leaving.mp4')",
                            timeout=60_000)

@@ -1,14 +1,16 @@
-"""The explorer end to end: gradio_client against the launched app, and its callbacks in process.
+"""The explorer end to end: gradio_client against the launched app, and the analysis room's callbacks
+(``app.tabs.analyze``) in process.
 
 A tiny random pipeline (64/96 px backbones, no pretrained weights) keeps every call
-well under a second; clips are written by ``tests/clips.py``.
+well under a second; clips are written by ``tests/clips.py``. Each launched app picks its own
+free port (``server_port=None``: Gradio binds the first free one from 7860).
 """
 from __future__ import annotations
 
 import json
 import logging
 import shutil
-import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +26,8 @@ from gradio_client import Client, handle_file  # noqa: E402
 from clips import write_clip  # noqa: E402
 
 T, K = 8, 3
-KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels", "timings_ms", "gflops"}
+KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels", "timings_ms", "gflops",
+        "model"}   # the ``predict --json`` object
 
 
 def tiny_pipeline():
@@ -41,10 +44,26 @@ def tiny_pipeline():
     return Pipeline.build(cfg, device="cpu")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def launch(demo, settings, **overrides) -> str:
+    """Launch ``demo`` in this process on a port the server picks itself; its URL."""
+    from app.shell import launch_kwargs
+
+    demo.launch(**launch_kwargs(settings, server_port=None, **overrides), prevent_thread_lock=True, quiet=True)
+    return demo.local_url
+
+
+def run_steps(cb, *args, **kwargs) -> list[dict]:
+    """Every step a Run callback sent (``app.tabs.analyze.Analysis.run`` is a generator: NSNet's result,
+    then the dense pass's)."""
+    return list(cb.run(*args, **kwargs))
+
+
+def run_all(cb, *args, **kwargs) -> dict:
+    """What the page shows after a Run: its steps' outputs, each later one over the earlier."""
+    out: dict = {}
+    for step in run_steps(cb, *args, **kwargs):
+        out.update(step)
+    return out
 
 
 def make_examples(folder: Path) -> Path:
@@ -73,19 +92,18 @@ def clip(workdir) -> Path:
 
 @pytest.fixture(scope="module")
 def settings(workdir):
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
 
-    return AppSettings(port=free_port(), examples_dir=make_examples(workdir / "examples"), max_upload_mb=1.0,
+    return AppSettings(examples_dir=make_examples(workdir / "examples"), max_upload_mb=1.0,
                        time_budget_s=20.0, concurrency=1, max_queue=16, max_frames=32)
 
 
 @pytest.fixture(scope="module")
 def server(pipe, settings, workdir):
-    from app.demo import build_demo, launch_kwargs
+    from app.shell import build_demo
 
     demo = build_demo(pipe, settings, export_root=workdir / "exports")
-    demo.launch(**launch_kwargs(settings), prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{settings.port}/"
+    yield launch(demo, settings)
     demo.close()
 
 
@@ -164,13 +182,15 @@ def test_eight_concurrent_calls_all_answered_through_queue(server, clip):
 # --------------------------------------------------------------------------- callbacks in process
 @pytest.fixture
 def callbacks(pipe, settings, tmp_path):
-    from app.callbacks import AppContext, Callbacks
-    from app.models import CheckpointOption, ModelStore, load_examples
+    from app.state.context import AppContext
+    from app.state.examples import load_examples
+    from app.state.models import CheckpointOption, ModelStore
+    from app.tabs.analyze import Analysis
 
     store = ModelStore(pipe, CheckpointOption("tiny", ""))
     ctx = AppContext(store=store, settings=settings, examples=tuple(load_examples(settings.examples_dir)),
                      export_root=tmp_path / "exports")
-    return Callbacks(ctx)
+    return Analysis(ctx)
 
 
 def no_progress(*args, **kwargs):
@@ -182,9 +202,10 @@ def export_files(root: Path) -> list[Path]:
 
 
 def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, monkeypatch):
-    from app.callbacks import RESULT_OUTPUTS, Session
+    from app.state.session import Session
+    from app.tabs.analyze import RESULT_OUTPUTS
 
-    named = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    named = run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
     assert set(named) == set(RESULT_OUTPUTS)  # a run sends every result output
     session = named["session"]
     assert isinstance(session, Session) and session.clip_name == "clip.mp4"
@@ -220,9 +241,9 @@ def test_run_then_rerank_without_decoding_or_networks(callbacks, pipe, clip, mon
 
 def test_downloads_written_on_click_only(callbacks, clip):
     """A K/λ move writes no file; each download button writes its file, for the K and λ on the page."""
-    from app.exports import public_dict
+    from app.views.exports import public_dict
 
-    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
+    session = run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
     folder = Path(session.export_dir)
     before = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
     for k, lam in ((5, 0.0), (2, 0.35), (4, 1.0)):
@@ -251,22 +272,32 @@ def test_outputs_are_wired_by_name(pipe, settings, tmp_path):
     """Every output a callback names is a layout field; events write the components of those names."""
     import dataclasses
 
-    from app.callbacks import RESULT_OUTPUTS, AppContext, Callbacks
-    from app.demo import build_demo
-    from app.models import CheckpointOption, ModelStore
-    from app.ui import Layout, build_layout
-    from app.wiring import wire
+    from app.shell import build_demo
+    from app.state.context import AppContext
+    from app.state.models import CheckpointOption, ModelStore
+    from app.tabs import analyze, compare, dataset
+    from app.tabs.analyze import RESULT_OUTPUTS, AnalyzeTab
 
-    fields = {f.name for f in dataclasses.fields(Layout)}
+    fields = {f.name for f in dataclasses.fields(AnalyzeTab)}
     assert set(RESULT_OUTPUTS) <= fields
+    assert set(compare.COMPARE_OUTPUTS) <= {f.name for f in dataclasses.fields(compare.CompareTab)}
+    assert set(dataset.DATASET_OUTPUTS) <= {f.name for f in dataclasses.fields(dataset.DatasetTab)}
     store = ModelStore(pipe, CheckpointOption("tiny", ""))
+    ctx = AppContext(store=store, settings=settings, export_root=tmp_path)
     with gr.Blocks():
-        layout = build_layout(store, settings, [])
-        wire(layout, Callbacks(AppContext(store=store, settings=settings, export_root=tmp_path)), settings)
+        banner = gr.Markdown()
+        layout = analyze.build(ctx, banner)
+        room = compare.build(ctx, layout)
     assert layout.by_name({"plot": 1, "summary": "x"}) == {layout.plot: 1, layout.summary: "x"}
+    assert layout.by_name({"banner": "b"}) == {banner: "b"}  # the shell's banner: written by a run
     assert layout.by_name({}) == gr.skip()
     with pytest.raises(ValueError, match="no output component named 'sumary'"):
         layout.by_name({"sumary": "typo"})
+    with pytest.raises(ValueError, match="no output component named 'examples'"):
+        layout.by_name({"examples": None})   # not an output
+    with pytest.raises(ValueError, match="no output component named 'plot'"):
+        room.by_name({"plot": 1})           # each room writes its own components only
+    assert room.by_name({"cmp_plot": 1}) == {room.cmp_plot: 1}
 
     demo = build_demo(pipe, settings, examples=[], export_root=tmp_path)
     by_id = {block._id: block for block in demo.blocks.values()}
@@ -288,9 +319,9 @@ def test_outputs_are_wired_by_name(pipe, settings, tmp_path):
 
 def test_rerank_sends_only_what_changed(callbacks, tmp_path):
     """A K/λ move re-sends the chart and headline always, the rest only when it would look different."""
-    from app.callbacks import Session
-    from app.storage import FramePool
-    from app.views import gallery_items
+    from app.server.storage import FramePool
+    from app.state.session import Session
+    from app.views.result import gallery_items
     from nsnet.inference.methods import rerank
     from test_app_views import fake_frames, fake_result
 
@@ -323,21 +354,26 @@ def test_rerank_sends_only_what_changed(callbacks, tmp_path):
 
 
 def test_example_results_cached_lazily_with_ground_truth(pipe, settings, tmp_path):
-    from app.callbacks import AppContext, Callbacks
-    from app.models import CheckpointOption, ModelStore, load_examples
-    from app.runtime import Runner, analyze_file
+    from app.server.runtime import Runner, analyze_file, first_pass
+    from app.state.context import AppContext
+    from app.state.examples import load_examples
+    from app.state.models import CheckpointOption, ModelStore
+    from app.tabs.analyze import Analysis
 
     calls = []
-    counting = Runner(lambda *a, **kw: calls.append(1) or analyze_file(*a, **kw))
-    callbacks = Callbacks(AppContext(store=ModelStore(pipe, CheckpointOption("tiny", "")), settings=settings,
+    counting = Runner(lambda *a, **kw: calls.append(1) or analyze_file(*a, **kw),
+                      first=lambda *a, **kw: calls.append(1) or first_pass(*a, **kw))
+    callbacks = Analysis(AppContext(store=ModelStore(pipe, CheckpointOption("tiny", "")), settings=settings,
                                      examples=tuple(load_examples(settings.examples_dir)),
                                      export_root=tmp_path / "exports", runner=counting))
     upload = tmp_path / "upload" / "walk.mp4"  # Gradio hands the callback a copy of the example
     upload.parent.mkdir()
     shutil.copy(settings.examples_dir / "walk.mp4", upload)
-    first = callbacks.run(str(upload), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    first = run_all(callbacks, str(upload), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
     first_frames = first["session"].frames
-    second = callbacks.run(str(upload), T, 2, 0.8, None, None, False, 1, first["session"], progress=no_progress)
+    steps = run_steps(callbacks, str(upload), T, 2, 0.8, None, None, False, 1, first["session"], progress=no_progress)
+    assert len(steps) == 1  # a cached run is complete at once: one step
+    second = steps[0]
     assert first["session"].frames is None  # the visitor's new run let go of the old run's frames
     assert len(calls) == 1  # second run served from the cache, re-ranked to K=2, λ=0.8
     assert "example cache" in second["summary"] and "K=2, λ=0.80" in second["summary"]
@@ -346,35 +382,38 @@ def test_example_results_cached_lazily_with_ground_truth(pipe, settings, tmp_pat
     assert len(second["gallery"]["value"]) == 2
     shapes = json.loads(second["plot"].plot)["layout"]["shapes"]
     assert [(s["x0"], s["x1"]) for s in shapes if s["type"] == "rect"] == [(0.5, 1.0)]  # ground truth shaded
-    callbacks.run(str(upload), T + 2, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    run_all(callbacks, str(upload), T + 2, K, 0.5, None, None, False, 1, None, progress=no_progress)
     assert len(calls) == 2  # another T is another entry
 
 
 def test_progress_decode_then_pipeline_stages(callbacks, clip):
     """The bar: decoding first (0-30 %), then the pipeline's stages over the rest, ending at 100 %."""
     seen = []
-    callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None,
-                  progress=lambda frac, desc=None: seen.append((desc, round(frac, 3))))
+    run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None,
+            progress=lambda frac, desc=None: seen.append((desc, round(frac, 3))))
     assert seen[0] == ("decode", 0.0) and seen[-1] == ("done", 1.0)
     assert all(frac >= 0.3 for _, frac in seen[1:]) and [f for _, f in seen] == sorted(f for _, f in seen)
 
 
 def test_check_inputs(callbacks, clip, tmp_path):
     with pytest.raises(gr.Error, match="Upload a clip"):
-        callbacks.run(None, T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+        run_all(callbacks, None, T, K, 0.5, None, None, False, 1, None, progress=no_progress)
     empty = tmp_path / "empty.webm"
     empty.write_bytes(b"")
+    from app.tabs.request import check_clip, check_params
+
+    settings = callbacks.ctx.settings
     with pytest.raises(gr.Error, match="empty"):
-        callbacks.check_clip(str(empty))
+        check_clip(settings, str(empty))
     with pytest.raises(gr.Error, match="whole number"):
-        callbacks.check_params("abc", K, 0.5)
+        check_params(settings, "abc", K, 0.5)
     with pytest.raises(gr.Error, match="whole number"):
-        callbacks.check_params(8.5, K, 0.5)
-    assert callbacks.check_params(8.0, 3, "0.25") == (8, 3, 0.25)
+        check_params(settings, 8.5, K, 0.5)
+    assert check_params(settings, 8.0, 3, "0.25") == (8, 3, 0.25)
 
 
 def test_user_errors_turn_exceptions_into_one_line_gr_error(caplog):
-    from app.callbacks import user_errors
+    from app.tabs.errors import user_errors
     from nsnet.video import NotAVideoError
 
     def unexpected():
@@ -383,7 +422,7 @@ def test_user_errors_turn_exceptions_into_one_line_gr_error(caplog):
     def bad_video():
         raise NotAVideoError("/tmp/gradio/abc/clip.mov", "not a video file")
 
-    with caplog.at_level(logging.ERROR, logger="app.callbacks"):
+    with caplog.at_level(logging.ERROR, logger="app.tabs.errors"):
         with pytest.raises(gr.Error) as err:
             user_errors(unexpected)()
     assert "Unexpected error (RuntimeError: boom second line)" in err.value.message
@@ -394,9 +433,9 @@ def test_user_errors_turn_exceptions_into_one_line_gr_error(caplog):
 
 
 def test_cleanup_session_removes_its_files(callbacks, clip):
-    from app.callbacks import cleanup_session
+    from app.state.session import cleanup_session
 
-    session = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
+    session = run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)["session"]
     callbacks.download_csv(session)
     folder = Path(session.export_dir)
     assert folder.is_dir()
@@ -406,14 +445,15 @@ def test_cleanup_session_removes_its_files(callbacks, clip):
 
 
 def test_checkpoint_from_models_dir_loaded_once_and_used(pipe, settings, clip, tmp_path):
-    from app.callbacks import AppContext, Callbacks
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
+    from app.state.context import AppContext
+    from app.state.models import CheckpointOption, ModelStore, scan_checkpoints
+    from app.tabs.analyze import Analysis
 
     pipe.save_pretrained(tmp_path / "models" / "tiny-exp")
     store = ModelStore(pipe, CheckpointOption("default", ""), scan_checkpoints(tmp_path / "models"))
     assert store.labels == ["default", "models/tiny-exp"]
-    cb = Callbacks(AppContext(store=store, settings=settings, export_root=tmp_path / "exports"))
-    out = cb.run(str(clip), T, K, 0.5, "models/tiny-exp", "", False, 1, None, progress=no_progress)
+    cb = Analysis(AppContext(store=store, settings=settings, export_root=tmp_path / "exports"))
+    out = run_all(cb, str(clip), T, K, 0.5, "models/tiny-exp", "", False, 1, None, progress=no_progress)
     assert "models/tiny-exp" in out["summary"]
     loaded, _ = store.get("models/tiny-exp")
     assert loaded is store.get("models/tiny-exp")[0] and loaded is not pipe  # loaded once, then shared
@@ -422,6 +462,174 @@ def test_checkpoint_from_models_dir_loaded_once_and_used(pipe, settings, clip, t
 
 
 def user_errors_run(cb, clip, checkpoint):
-    from app.callbacks import user_errors
+    from app.tabs.errors import user_errors
 
-    return user_errors(cb.run)(str(clip), T, K, 0.5, checkpoint, "", False, 1, None, progress=no_progress)
+    return list(user_errors(cb.run)(str(clip), T, K, 0.5, checkpoint, "", False, 1, None, progress=no_progress))
+
+
+# --------------------------------------------------------------------------- the first result sooner
+def test_a_run_shows_nsnets_result_first_then_the_dense_pass(callbacks, pipe, clip):
+    """Step 1: NSNet's own result (curves, chosen frames, labels, cost), no baselines yet. Step 2: the dense
+    pass fills the comparison table and the teacher curve; it equals the library's own dense run."""
+    first, last = run_steps(callbacks, str(clip), T, K, 0.5, None, None, True, 1, None, progress=no_progress)
+    session = first["session"]
+    assert not session.complete and session.base.frame_probs is None
+    assert [row[0] for row in first["compare"]["value"]] == ["NSNet-3"]     # only NSNet's row is known
+    assert "dense:" not in first["cost"] and "Sampler" in first["cost"] and len(first["labels"]) == 5
+    assert len(first["gallery"]["value"]) == K and first["csv_button"]["interactive"]
+    assert not any(t["name"].startswith("teacher") for t in json.loads(first["plot"].plot)["data"])
+    done = last["session"]
+    assert done.complete and [row[0] for row in last["compare"]["value"]] == ["NSNet-3", "Uniform-3", "Random-3",
+                                                                              "Dense-8"]
+    assert "dense: +" in last["cost"]
+    assert "labels" not in last and "gallery" not in last          # unchanged by the dense pass: not re-sent
+    assert any(t["name"].startswith("teacher") for t in json.loads(last["plot"].plot)["data"])  # the box was ticked
+    assert "teacher" in last["frame_caption"]
+    # the same numbers as the pipeline's dense run on these previews (its own code path)
+    reference = pipe(done.frames, K, 0.5, dense=True)
+    assert done.base.selected.tolist() == reference.selected.tolist()
+    np.testing.assert_allclose(done.base.frame_probs, reference.frame_probs, atol=1e-5)
+    np.testing.assert_allclose(done.base.probs, reference.probs, atol=1e-5)
+
+
+def test_a_k_move_before_the_dense_pass_lands_waits_for_it(callbacks, pipe, clip):
+    """The page moves K and λ between the two steps: the re-rank waits for the dense pass, and the run's last
+    step follows the page's K and λ, so whichever arrives last the page shows the same, right result."""
+    from nsnet.inference.methods import rerank
+
+    steps = callbacks.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    first = next(steps)
+    moved: dict = {}
+    waiter = threading.Thread(target=lambda: moved.update(callbacks.rerank(first["session"], 5, 0.2, False, 2)))
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # the dense pass has not run (the generator is suspended): the move waits
+    last = next(steps)        # the dense pass lands
+    waiter.join(60)
+    assert not waiter.is_alive() and moved
+    with pytest.raises(StopIteration):
+        next(steps)
+    expected = rerank(pipe(first["session"].frames, K, 0.5, dense=True), 5, 0.2)  # the library's path
+    for out in (moved, last):
+        result = out["session"].result
+        assert (result.k, round(result.lam, 2)) == (5, 0.2)
+        assert result.selected.tolist() == expected.selected.tolist()
+        assert "K=5, λ=0.20" in out["summary"] and out["compare"]["value"][0][0] == "NSNet-5"
+    assert moved["compare"]["value"] == last["compare"]["value"] and moved["labels"] == last["labels"]
+
+
+def test_a_failed_dense_pass_releases_a_waiting_move(pipe, settings, clip, tmp_path):
+    from app.server.runtime import Runner, analyze_file
+    from app.state.context import AppContext
+    from app.state.models import CheckpointOption, ModelStore
+    from app.tabs.analyze import Analysis
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the GPU went away")
+
+    cb = Analysis(AppContext(store=ModelStore(pipe, CheckpointOption("tiny", "")), settings=settings,
+                             export_root=tmp_path / "exports", runner=Runner(analyze_file, dense=broken)))
+    steps = cb.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    first = next(steps)
+    errors: list = []
+
+    def move():
+        try:
+            cb.rerank(first["session"], 2, 0.5, False, 1)
+        except gr.Error as exc:
+            errors.append(exc.message)
+
+    waiter = threading.Thread(target=move)
+    waiter.start()
+    with pytest.raises(RuntimeError, match="GPU went away"):
+        next(steps)
+    waiter.join(60)
+    assert errors == ["The dense pass of this run did not finish; press Run again."]
+
+
+# --------------------------------------------------------------------------- figure, highlights, removal curve
+def test_removal_curve_and_media_downloads_on_a_press_only(callbacks, clip):
+    """The analysis view's removal curve (what the recognizer says as the most salient previews are removed
+    one by one) follows λ, not K; the figure (PNG) and highlight clip (MP4) are made on their buttons only,
+    for the K and λ on the page, in the session's folder of the export area."""
+    import av
+    from PIL import Image
+
+    out = run_all(callbacks, str(clip), T, K, 0.3, None, None, False, 1, None, progress=no_progress)
+    session = out["session"]
+    r = session.base
+    curves = json.loads(out["removal"].plot)["data"]
+    assert [c["name"] for c in curves] == ["most salient removed first", "least salient removed first"]
+    # By hand: the full clip's label, then its mean probability over the previews left after removing the r
+    # previews of highest fused score (recomputed from λ=0.3 here, ties to the earlier frame).
+    probs = np.asarray(r.frame_probs, dtype=np.float64)
+    fused = 0.3 * np.asarray(r.frame_scores, np.float64) + 0.7 * np.asarray(r.attention, np.float64)
+    full = int(np.argmax(probs.mean(0)))
+    order = sorted(range(T), key=lambda i: (-fused[i], i))
+    expected = [probs[order[n:], full].mean() for n in range(T)]
+    assert curves[0]["x"] == list(range(T))
+    assert curves[0]["y"] == pytest.approx(expected, abs=1e-5)
+    assert curves[1]["y"][0] == pytest.approx(expected[0]) and curves[1]["y"][-1] == pytest.approx(
+        probs[order[-1], full], abs=1e-5)
+    assert out["png_button"]["interactive"] and out["mp4_button"]["interactive"]
+
+    moved_k = callbacks.rerank(session, K - 1, 0.3, False, 1)
+    assert "removal" not in moved_k                               # K alone does not change the order
+    moved_lam = callbacks.rerank(session, K - 1, 0.9, False, 1)
+    assert "removal" in moved_lam   # the removal order is the fused score's: it names the frames removed
+    order_09 = sorted(range(T), key=lambda i: (-(0.9 * float(r.frame_scores[i]) + 0.1 * float(r.attention[i])), i))
+    hover = json.loads(moved_lam["removal"].plot)["data"][0]["customdata"]
+    assert [h.split("<br>")[0] for h in hover[1:]] == [f"removed frame {i + 1}" for i in order_09[:-1]]
+    assert [h.split("<br>")[0] for h in curves[0]["customdata"][1:]] == [f"removed frame {i + 1}" for i in order[:-1]]
+    folder = Path(session.export_dir)
+    assert not list(folder.glob("*.png")) and not list(folder.glob("*.mp4"))   # nothing rendered on a move
+
+    now = moved_lam["session"]
+    mp4 = Path(callbacks.download_mp4(now)["mp4_file"])
+    assert mp4.parent == folder and mp4.name.endswith(f"_T{T}_K{K - 1}_lam0.90.highlights.mp4")
+    with av.open(str(mp4)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+        assert container.streams.video[0].codec_context.name == "h264"
+    assert frames > 0
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]          # no temporary file left
+    try:
+        png = Path(callbacks.download_png(now)["png_file"])
+    except gr.Error as exc:
+        pytest.skip(f"no browser for the figure here: {exc}")
+    with Image.open(png) as image:
+        assert image.format == "PNG" and image.size == (3000, 1320)
+    assert png.parent == folder
+
+
+def test_media_downloads_say_what_is_missing(callbacks, clip, tmp_path):
+    with pytest.raises(gr.Error, match="Run a clip first"):
+        callbacks.download_mp4(None)
+    copy = tmp_path / "gone.mp4"
+    shutil.copy(clip, copy)
+    out = run_all(callbacks, str(copy), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    copy.unlink()   # Gradio's copy of the upload expired
+    with pytest.raises(gr.Error, match="no longer on the server"):
+        callbacks.download_mp4(out["session"])
+
+
+def test_random_k_of_a_known_clip_is_its_rows(callbacks, settings, clip):
+    """The comparison table's random-K for an example / dataset video is seeded by its id (its ``analyze`` row's
+    frames); an upload's by its content, so the same file gives the same frames in every session."""
+    import hashlib
+
+    import torch
+
+    def random_frames(out):
+        rows = out["compare"]["value"]
+        rows = rows["data"] if isinstance(rows, dict) else rows
+        return next(row[1] for row in rows if str(row[0]).startswith("Random"))
+
+    known = run_all(callbacks, str(settings.examples_dir / "walk.mp4"), T, K, 0.5, None, None, False, 1, None,
+                    progress=no_progress)
+    seed = int.from_bytes(hashlib.sha256(b"0/walk").digest()[:7], "little")
+    expected = sorted(torch.randperm(T, generator=torch.Generator().manual_seed(seed))[:K].tolist())
+    assert known["session"].video_id == "walk"
+    assert random_frames(known) == ", ".join(str(i + 1) for i in expected)
+    first = run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    again = run_all(callbacks, str(clip), T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    assert first["session"].video_id is None and random_frames(first) == random_frames(again)

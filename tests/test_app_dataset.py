@@ -1,7 +1,8 @@
 """Dataset mode, two-checkpoint comparison and the model banner, in process.
 
-Pure parts (``app.dataset``, ``app.dataset_views``, ``app.compare``, ``app.model_info``) on
-hand-made rows and results; the ``DatasetStore`` and the callbacks on a generated synthetic
+Pure parts (``app.views.dataset_table``, ``app.views.dataset_summary``, ``nsnet.evaluation.stats``,
+``app.views.compare``, ``app.views.banner``) on hand-made rows and results; the ``DatasetStore``
+(``app.state.dataset``) and the rooms' callbacks (``app.tabs``) on a generated synthetic
 benchmark (``nsnet.data.synthetic``, a few tiny clips) with tiny random pipelines whose
 classes are the benchmark's. The helpers here are shared with ``test_app_dataset_client.py``
 and ``test_app_dataset_browser.py``.
@@ -87,31 +88,30 @@ def serve_dataset(work: Path, **settings):
     """Launch an app in dataset mode: a generated benchmark, a ``--results`` file of known outcomes
     (``fake_results``), the synthetic model and a second checkpoint ``tiny-b`` in ``--models-dir``.
     Yields ``(url, records)``; for module fixtures of the browser and gradio_client tests."""
-    from app.demo import build_demo, launch_kwargs
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.shell import build_demo
+    from app.state.models import CheckpointOption, ModelStore, scan_checkpoints
     from nsnet.data.formats import load_dataset
-    from test_app_client import free_port
+    from test_app_client import launch
 
     bench = make_benchmark(work / "bench")
     records, names = load_dataset(bench)
     results = fake_results(records, work / "rows.jsonl", names)
     synthetic_pipeline(seed=1).save_pretrained(work / "models" / "tiny-b")
     store = ModelStore(synthetic_pipeline(), CheckpointOption("tiny-synthetic", ""), scan_checkpoints(work / "models"))
-    app_settings = AppSettings(port=free_port(), examples_dir=work / "no-examples", data=bench, results=results,
-                               **settings)
+    app_settings = AppSettings(examples_dir=work / "no-examples", data=bench, results=results, **settings)
     demo = build_demo(store, app_settings, export_root=work / "exports")
-    demo.launch(**launch_kwargs(app_settings), prevent_thread_lock=True, quiet=True)
+    url = launch(demo, app_settings)   # a port the server picks itself
     try:
-        yield f"http://127.0.0.1:{app_settings.port}/", records
+        yield url, records
     finally:
         demo.close()
 
 
 def context(pipe, tmp_path: Path, dataset=None, models_dir: Path | None = None, examples=()):
-    from app.callbacks import AppContext
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.state.context import AppContext
+    from app.state.models import CheckpointOption, ModelStore, scan_checkpoints
 
     store = ModelStore(pipe, CheckpointOption("tiny-synthetic", ""), scan_checkpoints(models_dir))
     settings = AppSettings(examples_dir=tmp_path / "no-examples", max_frames=32)
@@ -135,7 +135,7 @@ def no_progress(*args, **kwargs):
 
 # --------------------------------------------------------------------------- rows, filters, sorting
 def _rows(bench: Path, tmp_path: Path):
-    from app.dataset_store import DatasetStore
+    from app.state.dataset import DatasetStore
     from nsnet.data.formats import load_dataset
 
     records, names = load_dataset(bench)
@@ -144,7 +144,7 @@ def _rows(bench: Path, tmp_path: Path):
 
 
 def test_filters_and_sorting_on_outcomes(bench, tmp_path):
-    from app import dataset as ds
+    from app.views import dataset_table as ds
 
     store, records = _rows(bench, tmp_path)
     rows = store.rows()
@@ -178,16 +178,17 @@ def test_filters_and_sorting_on_outcomes(bench, tmp_path):
 
 
 def test_results_file_merges_ground_truth_and_skips_torn_lines(bench, tmp_path):
-    from app import dataset as ds
+    from app.state.rows import merge_record, read_results
+    from nsnet.evaluation.stats import summarise
 
     store, records = _rows(bench, tmp_path)
-    read = ds.read_results(tmp_path / "rows.jsonl")
+    read = read_results(tmp_path / "rows.jsonl")
     assert read.skipped == 1 and len(read.rows) == 6 and not read.has_frame_probs
     # the annotation file is the truth: a row with another gt is re-marked against it
     row = dict(read.rows[records[3].video_id], gt="something else")
-    merged = ds.merge_record(row, records[3])
+    merged = merge_record(row, records[3])
     assert merged["gt"] == records[3].label and merged["nsnet"]["correct"] is True
-    s = ds.summarise(store.rows(), store.class_names)
+    s = summarise(store.rows(), store.class_names)
     assert (s.total, s.analysed, s.with_gt, s.pending, s.errors) == (6, 6, 6, 0, 0)
     assert s.correct["nsnet"] == 3 and s.accuracy["dense"] == pytest.approx(3 / 6)
     assert s.k_curve is None  # no frame_probs in this file: no accuracy-vs-K curve
@@ -196,15 +197,15 @@ def test_results_file_merges_ground_truth_and_skips_torn_lines(bench, tmp_path):
 def test_rows_computed_lazily_match_nsnet_analyze_and_give_the_k_curve(bench, pipe, tmp_path):
     """Without --results: the rows are computed in the background on first open, cached, and the
     accuracy-vs-K curve comes from their per-frame outputs (no second network pass)."""
-    from app import dataset as ds
-    from app import dataset_views as dv
-    from app.dataset_callbacks import DatasetCallbacks
-    from app.dataset_store import DatasetStore
+    from app.state.dataset import DatasetStore
+    from app.tabs.dataset import DatasetRoom
+    from app.views import dataset_summary as dv
+    from app.views import dataset_table as ds
 
     store = DatasetStore.open(bench, subset="validation")
     first = store.rows()
     assert first and all(r.get("pending") for r in first)
-    cb = DatasetCallbacks(context(pipe, tmp_path, dataset=store))
+    cb = DatasetRoom(context(pipe, tmp_path, dataset=store))
     view = cb.everything(None, ds.ALL, "")
     assert "0 of" in view["ds_status"] and view["ds_timer"].active is False
     opened = cb.open_tab(None, ds.ALL, "", None, view["ds_version"])
@@ -233,11 +234,11 @@ def test_rows_computed_lazily_match_nsnet_analyze_and_give_the_k_curve(bench, pi
 
 
 def test_summary_views(bench, tmp_path):
-    from app import dataset as ds
-    from app import dataset_views as dv
+    from app.views import dataset_summary as dv
+    from nsnet.evaluation.stats import summarise
 
     store, _ = _rows(bench, tmp_path)
-    s = ds.summarise(store.rows(), store.class_names)
+    s = summarise(store.rows(), store.class_names)
     text = dv.summary_markdown(s, K, T)
     assert f"NSNet-{K}" in text and "50.0%" in text and "most frequent confusions" in text
     heat = dv.confusion_spec(s, store.class_names)
@@ -249,12 +250,13 @@ def test_summary_views(bench, tmp_path):
 
 
 def test_dataset_api_and_row_opening(bench, pipe, tmp_path):
-    from app.callbacks import Callbacks
-    from app.dataset_callbacks import DatasetCallbacks
+    from app.tabs.analyze import Analysis
+    from app.tabs.dataset import DatasetRoom
+    from test_app_client import run_all
 
     store, records = _rows(bench, tmp_path)
     ctx = context(pipe, tmp_path, dataset=store)
-    cb = DatasetCallbacks(ctx)
+    cb = DatasetRoom(ctx)
     every = cb.dataset_api("", "", "", "", False)["api_ds_result"]
     assert [r["id"] for r in every] == [r.video_id for r in records]
     wrong = cb.dataset_api("", "NSNet wrong, dense right", "", "", False)["api_ds_result"]
@@ -273,12 +275,18 @@ def test_dataset_api_and_row_opening(bench, pipe, tmp_path):
     evt = gr.SelectData(None, {"index": [2, 0], "value": records[2].video_id,
                                "row_value": [records[2].video_id, records[2].label]})
     opened = cb.open_row(evt)
-    assert opened["clip"] == str(records[2].path) and opened["tabs"].selected == "analysis"
+    assert opened["tabs"].selected == "analysis"
+    # the clip input gets a copy of the video in Gradio's own cache (no dataset folder is ever served)
+    from gradio.utils import get_upload_folder
+
+    clip = Path(opened["clip"])
+    assert clip.read_bytes() == records[2].path.read_bytes() and clip.name == records[2].path.name
+    assert clip.resolve().is_relative_to(Path(get_upload_folder()).resolve())
     with pytest.raises(gr.Error, match="not a video of the dataset"):
         cb.open_row(gr.SelectData(None, {"index": [0, 0], "value": "x", "row_value": ["nope"]}))
 
     # the run that follows: ground truth beside the prediction, segments on the chart
-    out = Callbacks(ctx).run(opened["clip"], T, K, 0.5, None, None, False, 1, None, progress=no_progress)
+    out = run_all(Analysis(ctx), opened["clip"], T, K, 0.5, None, None, False, 1, None, progress=no_progress)
     assert f"Ground truth: **{records[2].label}**" in out["summary"]
     assert ("✓ right" in out["summary"]) or ("✗ wrong" in out["summary"])
     shapes = json.loads(out["plot"].plot)["layout"]["shapes"]
@@ -288,8 +296,8 @@ def test_dataset_api_and_row_opening(bench, pipe, tmp_path):
     # a copy of a dataset video (an upload) is recognised by its content
     copy = tmp_path / "upload.mp4"
     copy.write_bytes(records[2].path.read_bytes())
-    assert store.match(copy).label == records[2].label
-    assert store.match(tmp_path / "rows.jsonl") is None
+    assert store.match(copy).label == records[2].label and ctx.known_clip(copy).label == records[2].label
+    assert store.match(tmp_path / "rows.jsonl") is None and ctx.known_clip(tmp_path / "rows.jsonl") is None
 
 
 # --------------------------------------------------------------------------- two checkpoints
@@ -301,8 +309,8 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 def test_compare_two_checkpoints_decodes_once_and_reranks_both(bench, pipe, models_dir, tmp_path, monkeypatch):
-    from app import compare as cmp
-    from app.compare_callbacks import COMPARE_OUTPUTS, CompareCallbacks
+    from app.tabs.compare import COMPARE_OUTPUTS, Comparison
+    from app.views import compare as cmp
     from nsnet.inference import Pipeline
 
     clip = next((bench / "videos").glob("*.mp4"))
@@ -311,7 +319,7 @@ def test_compare_two_checkpoints_decodes_once_and_reranks_both(bench, pipe, mode
     reads = []
     real_read = Pipeline.read
     monkeypatch.setattr(Pipeline, "read", lambda self, *a, **kw: reads.append(1) or real_read(self, *a, **kw))
-    cb = CompareCallbacks(ctx)
+    cb = Comparison(ctx)
     out = cb.compare(str(clip), T, K, 0.5, None, "", b_label, "", False, progress=no_progress)
     assert set(out) == set(COMPARE_OUTPUTS) and len(reads) == 1  # decoded once for both checkpoints
     state = out["cmp_state"]
@@ -339,22 +347,22 @@ def test_compare_two_checkpoints_decodes_once_and_reranks_both(bench, pipe, mode
     assert cb.rerank_pair(None, 5, 0.2, False) == {}
     assert "frames both kept" in cmp.overlap_markdown(moved["cmp_state"])
 
-    api = CompareCallbacks(ctx).compare_api  # the same checks as the page
+    api = Comparison(ctx).compare_api  # the same checks as the page
     with pytest.raises(gr.Error, match="same checkpoint"):
         api(str(clip), "", "tiny-synthetic", T, K, 0.5)
 
 
 def test_without_a_dataset_the_dataset_endpoint_says_how_to_start_one(pipe, tmp_path):
-    from app.dataset_callbacks import DatasetCallbacks
+    from app.tabs.dataset import DatasetRoom
 
     with pytest.raises(gr.Error, match="start it with --data"):
-        DatasetCallbacks(context(pipe, tmp_path)).dataset_api("", "", "", "", False)
+        DatasetRoom(context(pipe, tmp_path)).dataset_api("", "", "", "", False)
 
 
 def test_compare_needs_a_second_checkpoint(pipe, tmp_path, bench):
-    from app.compare_callbacks import CompareCallbacks
+    from app.tabs.compare import Comparison
 
-    cb = CompareCallbacks(context(pipe, tmp_path))
+    cb = Comparison(context(pipe, tmp_path))
     clip = next((bench / "videos").glob("*.mp4"))
     with pytest.raises(gr.Error, match="second checkpoint"):
         cb.compare(str(clip), T, K, 0.5, None, "", None, "", False, progress=no_progress)
@@ -362,9 +370,9 @@ def test_compare_needs_a_second_checkpoint(pipe, tmp_path, bench):
 
 # --------------------------------------------------------------------------- what the model knows
 def test_banner_of_the_bundled_synthetic_model_says_what_it_knows():
-    from app.model_info import banner_classes, banner_markdown, describe
-    from app.settings import BUNDLED_CHECKPOINT
+    from app.views.banner import banner_classes, banner_markdown, describe
     from nsnet.config import PipelineConfig
+    from nsnet.inference.checkpoint import BUNDLED_CHECKPOINT
 
     if not (BUNDLED_CHECKPOINT / "config.json").is_file():
         pytest.skip("no bundled demo model")
@@ -380,7 +388,7 @@ def test_banner_of_the_bundled_synthetic_model_says_what_it_knows():
 
 
 def test_banner_of_other_models(tmp_path):
-    from app.model_info import banner_classes, banner_markdown, describe
+    from app.views.banner import banner_classes, banner_markdown, describe
     from nsnet.config import PipelineConfig
 
     real = PipelineConfig(class_names=["<b>jump</b>", "run"], trained=True, meta={"num_train_videos": 900})
@@ -396,23 +404,25 @@ def test_banner_of_other_models(tmp_path):
 
 
 def test_header_and_result_name_the_same_model(pipe, models_dir, tmp_path, bench):
-    from app.callbacks import Callbacks
-    from app.compare_callbacks import CompareCallbacks
+    from functools import partial
+
+    from app.shell import pick_banner
+    from app.tabs.analyze import Analysis
+    from test_app_client import run_all
 
     ctx = context(pipe, tmp_path, models_dir=models_dir)
     b_label = ctx.store.labels[1]
     clip = str(next((bench / "videos").glob("*.mp4")))
-    out = Callbacks(ctx).run(clip, T, K, 0.5, b_label, "", False, 1, None, progress=no_progress)
+    out = run_all(Analysis(ctx), clip, T, K, 0.5, b_label, "", False, 1, None, progress=no_progress)
     assert f"model **{b_label}**" in out["summary"] and f"Model: **{b_label}**" in out["banner"]["value"]
-    pick = CompareCallbacks(ctx).pick
+    pick = partial(pick_banner, ctx)
     moved = pick(out["session"], "tiny-synthetic")["banner"]["value"]  # picker moved, result unchanged
     assert moved.startswith(f"Model: **{b_label}**") and "press **Run**" in moved
     assert pick(None, b_label)["banner"]["value"].startswith(f"Model: **{b_label}**")  # before any result
 
 
 def test_example_lists_say_how_many_there_are(tmp_path):
-    from app.models import load_examples
-    from app.ui_panels import count_videos, examples_label
+    from app.state.examples import count_videos, examples_label, load_examples
 
     assert examples_label(4, 4) == "Examples (4 clips); results cached after first use"
     assert "8 a page" in examples_label(20, 20)
@@ -425,3 +435,44 @@ def test_example_lists_say_how_many_there_are(tmp_path):
     for i in range(3):
         write_clip(folder / f"c{i}.mp4", num_frames=4, fps=4, size=(64, 48))
     assert count_videos(folder) == 3 and len(load_examples(folder, limit=2)) == 2
+
+
+def test_the_page_holds_one_tab_per_room_and_nothing_else(bench, tmp_path):
+    """The analysis tab (with the comparison room below) and the dataset tab; no stray component in the tabs."""
+    import gradio as gr
+
+    from app.server.settings import AppSettings
+    from app.shell import build_demo
+    from app.state.dataset import DatasetStore
+    from app.state.models import CheckpointOption, ModelStore
+
+    store, records = _rows(bench, tmp_path)
+    settings = AppSettings(examples_dir=tmp_path / "none", data=bench, results=tmp_path / "rows.jsonl")
+    demo = build_demo(ModelStore(synthetic_pipeline(), CheckpointOption("tiny", "")), settings,
+                      export_root=tmp_path / "exports", dataset=store)
+    (tabs,) = [b for b in demo.blocks.values() if isinstance(b, gr.Tabs)]
+    assert [(type(c).__name__, c.elem_id) for c in tabs.children] == [("Tab", "tab-analysis"), ("Tab", "tab-dataset")]
+    assert isinstance(store, DatasetStore) and len(store.rows()) == len(records)
+
+
+def test_large_tables_are_sent_a_page_at_a_time(bench, pipe, tmp_path, monkeypatch):
+    """The page never holds every row of a large results file: the table is one page (PAGE_ROWS rows), the
+    count note says which, and another page comes on request (clamped); /dataset still returns every row."""
+    from app.tabs.dataset import DatasetRoom
+    from app.views import dataset_table as ds
+
+    assert ds.page_of(list(range(7)), 2, 3) == ([3, 4, 5], 2)
+    assert ds.page_of(list(range(7)), 9, 3) == ([6], 3) and ds.page_of(list(range(7)), "x", 3) == ([0, 1, 2], 1)
+    assert ds.page_of([], 1, 3) == ([], 1)
+    monkeypatch.setattr(ds, "PAGE_ROWS", 4)
+    store, records = _rows(bench, tmp_path)
+    cb = DatasetRoom(context(pipe, tmp_path, dataset=store))
+    view = cb.everything(None, ds.ALL, "")
+    assert [row[0] for row in view["ds_table"]["value"]] == [r.video_id for r in records[:4]]
+    assert "Rows 1–4 (page 1 of 2)" in view["ds_count"] and view["ds_page"] == 1
+    second = cb.page(None, ds.ALL, "", None, 2)
+    assert [row[0] for row in second["ds_table"]["value"]] == [r.video_id for r in records[4:6]]
+    assert "Rows 5–6 (page 2 of 2)" in second["ds_count"]
+    assert cb.page(None, ds.ALL, "", None, 99)["ds_page"] == 2
+    assert cb.filter(None, ds.ALL, "")["ds_page"] == 1            # a new filter starts at page 1
+    assert len(cb.dataset_api("", "", "", "", False)["api_ds_result"]) == len(records) == 6

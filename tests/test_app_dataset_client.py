@@ -83,3 +83,45 @@ def test_compare_endpoint_returns_two_predict_json_objects(client, served):
             client.predict(*args, api_name="/compare")
         assert message in str(err.value), str(err.value)
         assert "/tmp" not in str(err.value)  # no server paths in messages
+
+
+# --------------------------------------------------------------------------- /dataset for a script (no page)
+@pytest.fixture(scope="module")
+def lazy_url(tmp_path_factory):
+    """An app in dataset mode WITHOUT --results: every row is computed by the server itself."""
+    from app.server.settings import AppSettings
+    from app.shell import build_demo
+    from app.state.models import CheckpointOption, ModelStore
+    from test_app_client import launch
+    from test_app_dataset import make_benchmark, synthetic_pipeline
+
+    work = tmp_path_factory.mktemp("dataset-lazy")
+    bench = make_benchmark(work / "bench", videos=3)
+    store = ModelStore(synthetic_pipeline(), CheckpointOption("tiny-synthetic", ""))
+    settings = AppSettings(examples_dir=work / "no-examples", data=bench, max_frames=32)
+    demo = build_demo(store, settings, export_root=work / "exports")
+    try:
+        yield launch(demo, settings), bench
+    finally:
+        demo.close()
+
+
+def test_dataset_endpoint_computes_missing_rows_and_waits_for_them(lazy_url):
+    """A script that never opens the page: calling /dataset starts the rows; wait=True returns when all are in."""
+    from nsnet.data.formats import load_dataset
+
+    url, bench = lazy_url
+    records, names = load_dataset(bench)
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception) as err:
+        client.predict(wait=True, timeout_s=-1, api_name="/dataset")
+    assert "timeout_s must be between 0 and" in str(err.value)
+    first = client.predict(api_name="/dataset")           # returns at once (rows may still be pending)
+    assert [r["id"] for r in first] == [r.video_id for r in records]
+    rows = client.predict(wait=True, timeout_s=600, api_name="/dataset")
+    assert [r["id"] for r in rows] == [r.video_id for r in records]
+    for row, record in zip(rows, records):
+        assert row["nsnet_label"] in names and row["dense_label"] in names, row
+        assert row["gt"] == record.label
+        assert row["nsnet_correct"] == (row["nsnet_label"] == record.label)
+        assert row["duration_s"] is not None

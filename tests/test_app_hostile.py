@@ -4,15 +4,19 @@
   aspect-ratio bomb (H.264, 4096x2), a GIF canvas bomb (16000x16000 logical screen), server
   paths in the hub box; one-line errors, peak RSS under 3 GB, the next request answered;
   the export folder cleaned at start-up and at shutdown (SIGTERM);
-* Hub ids (``app.hub``): syntax only, no filesystem access, one refusal for every path,
-  the allow-list, backbones of a visitor's checkpoint;
-* the export area (``app.storage``): bounded by size and age, sessions removed when they end;
-* error text (``app.errors``): plain for the API, escaped for the page, bounded, no server path;
-* ``/analyze``'s optional ``checkpoint`` input and the resource ceilings of ``app.settings``.
+* Hub ids (``app.server.hub``, fetched by the library's resolver): syntax only, no filesystem
+  access, one refusal for every path, the allow-list, backbones of a visitor's checkpoint;
+* the export area (``app.server.storage``): bounded by size and age, sessions removed when they end;
+* error text (``app.tabs.errors``): plain for the API, escaped for the page, bounded, no server path;
+* ``/analyze``'s optional ``checkpoint`` input and the resource ceilings of ``app.server.settings``.
+
+Every test sets up what it touches: the test that stops a server starts its own; the app picks
+its own free port (``--port 0``) and the test reads it from the log.
 """
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +34,7 @@ import gradio as gr  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 from clips import write_clip  # noqa: E402
-from test_app_client import K, T, check_result, free_port, make_examples, tiny_pipeline  # noqa: E402
+from test_app_client import K, T, check_result, make_examples, run_all, tiny_pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_RSS_LIMIT = 3_000_000_000        # bytes: "under 3 GB" for the whole server process
@@ -81,18 +85,17 @@ class Server:
         (self.export_dir / "unrelated.txt").write_text("not ours: stays")
         ckpt = work / "tiny-ckpt"
         tiny_pipeline().save_pretrained(ckpt)
-        self.port = free_port()
         env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
         self.log = (work / "server.log").open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "app.py", "--checkpoint", str(ckpt), "--port", str(self.port), "--allow-hub",
+            [sys.executable, "app.py", "--checkpoint", str(ckpt), "--port", "0", "--allow-hub",
              "--examples-dir", str(make_examples(work / "examples")), "--export-dir", str(self.export_dir),
              "--max-frames", "32", "--concurrency", "1"],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         self.peak_rss_kb = 0
         self.killed = False
         threading.Thread(target=self._watch, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.url = ""
         self._wait_up()
 
     def status_kb(self, field: str) -> int:
@@ -121,8 +124,12 @@ class Server:
         while time.monotonic() - start < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the app exited with {self.proc.returncode}: {self.tail()}")
+            if not self.url:  # the port the app found free, from its log
+                self.log.flush()
+                found = re.search(r"Running on local URL:\s*(http://[\w.:-]+)", (self.work / "server.log").read_text())
+                self.url = found and found[1].rstrip("/") + "/" or ""
             try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
+                if self.url and httpx.get(self.url, timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -194,7 +201,7 @@ def test_bombs_refused_in_one_line_without_memory_blowup(server, remote, normal_
 
 
 def test_paths_in_the_hub_box_get_one_refusal(server, remote, normal_clip):
-    from app.hub import HUB_ID_HELP
+    from app.server.hub import HUB_ID_HELP
 
     texts, times = set(), []
     for path in HUB_PATHS:
@@ -242,14 +249,18 @@ def test_api_errors_are_plain_bounded_lines(remote, normal_clip, tmp_path):
     check_result(remote.predict(handle_file(str(normal_clip)), T, K, 0.5, api_name="/analyze"))
 
 
-def test_runs_write_into_the_area_and_shutdown_removes_it(server, remote, normal_clip):
-    remote.predict(handle_file(str(normal_clip)), T, K, 0.5, "tiny-ckpt", "", False, 1, api_name="/run")
-    instance = [p for p in server.export_dir.glob("instance-*") if p.is_dir()]
-    assert len(instance) == 1
-    jpegs = list(instance[0].rglob("*.jpg"))
-    assert len(jpegs) == T and all(p.parent.parent.parent == instance[0] for p in jpegs)  # session/frames-*/
-    assert server.peak_bytes() < PEAK_RSS_LIMIT
-    assert server.stop() is not None
+def test_runs_write_into_the_area_and_shutdown_removes_it(tmp_path, normal_clip):
+    server = Server(tmp_path)   # this test stops its server: it starts its own, and stops it whatever happens
+    try:
+        remote = Client(server.url, verbose=False)
+        remote.predict(handle_file(str(normal_clip)), T, K, 0.5, "tiny-ckpt", "", False, 1, api_name="/run")
+        instance = [p for p in server.export_dir.glob("instance-*") if p.is_dir()]
+        assert len(instance) == 1
+        jpegs = list(instance[0].rglob("*.jpg"))
+        assert len(jpegs) == T and all(p.parent.parent.parent == instance[0] for p in jpegs)  # session/frames-*/
+        assert server.peak_bytes() < PEAK_RSS_LIMIT
+    finally:
+        assert server.stop() is not None
     assert sorted(p.name for p in server.export_dir.iterdir()) == ["unrelated.txt"], server.tail()
 
 
@@ -267,7 +278,7 @@ INVALID = ["", " ", "name", "/etc", "/etc/passwd", "../x", "./x", "~", "~/x", "~
 
 
 def test_parse_hub_id_accepts_hub_syntax_only():
-    from app.hub import HUB_ID_HELP, HubIdError, parse_hub_id
+    from app.server.hub import HUB_ID_HELP, HubIdError, parse_hub_id
 
     for text, expected in VALID.items():
         assert parse_hub_id(text) == expected, text
@@ -279,8 +290,8 @@ def test_parse_hub_id_accepts_hub_syntax_only():
 
 def test_hub_id_check_touches_no_filesystem(monkeypatch, tmp_path):
     """The refusal cannot depend on which folders exist: nothing is stat'ed or opened before it."""
-    from app.hub import HUB_ID_HELP
-    from app.models import CheckpointOption, ModelStore
+    from app.server.hub import HUB_ID_HELP
+    from app.state.models import CheckpointOption, ModelStore
 
     def no_fs(*args, **kwargs):
         raise AssertionError("filesystem access while checking a hub id")
@@ -300,18 +311,20 @@ def test_hub_id_check_touches_no_filesystem(monkeypatch, tmp_path):
 
 def test_hub_ids_never_load_server_folders(monkeypatch):
     """A valid-looking id that is also a relative folder here (``assets/demo-model``) goes to the Hub."""
-    from app import models
-    from app.models import CheckpointOption, ModelStore
+    from app.state import models
+    from app.state.models import CheckpointOption, ModelStore
     from nsnet.inference import CheckpointError
+    from nsnet.inference.checkpoint import split_hub_id
 
     assert (ROOT / "assets" / "demo-model").is_dir()
     asked = []
 
-    def fake_fetch(repo_id, revision, max_bytes=None):
-        asked.append((repo_id, revision))
-        raise CheckpointError(f"Hub checkpoint {repo_id}: no such model repository on the Hub")
+    def fake_resolve(text, *, hub_only=False, max_bytes=None):
+        assert hub_only  # the library's resolver is told not to look at this server's folders
+        asked.append(split_hub_id(text))
+        raise CheckpointError(f"Hub checkpoint {text}: no such model repository on the Hub")
 
-    monkeypatch.setattr(models, "fetch_checkpoint", fake_fetch)
+    monkeypatch.setattr(models, "resolve_checkpoint", fake_resolve)
     monkeypatch.setattr(models.Pipeline, "from_pretrained", lambda *a, **k: pytest.fail("loaded a local folder"))
     monkeypatch.chdir(ROOT)
     store = ModelStore(tiny_pipeline(), CheckpointOption("tiny", ""), allow_hub=True)
@@ -322,13 +335,14 @@ def test_hub_ids_never_load_server_folders(monkeypatch):
 
 
 def test_hub_allow_list_and_disabled_hub(monkeypatch):
-    from app import models
-    from app.models import CheckpointOption, ModelStore
+    from app.state import models
+    from app.state.models import CheckpointOption, ModelStore
     from nsnet.inference import CheckpointError
+    from nsnet.inference.checkpoint import split_hub_id
 
     fetched = []
-    monkeypatch.setattr(models, "fetch_checkpoint",
-                        lambda repo, rev, **_: fetched.append(repo) or (_ for _ in ()).throw(CheckpointError("offline")))
+    monkeypatch.setattr(models, "resolve_checkpoint", lambda text, **_: fetched.append(split_hub_id(text)[0])
+                        or (_ for _ in ()).throw(CheckpointError("offline")))
     pipe = tiny_pipeline()
     store = ModelStore(pipe, CheckpointOption("tiny", ""), allow_hub=True, hub_allow=("MyOrg/*", "friend/nsnet"))
     with pytest.raises(CheckpointError, match="not on this server's list of allowed Hub checkpoints"):
@@ -349,14 +363,14 @@ def test_hub_allow_list_and_disabled_hub(monkeypatch):
 def test_a_hub_checkpoint_may_not_name_server_folders_as_backbones(monkeypatch, tmp_path):
     import json
 
-    from app import models
-    from app.models import CheckpointOption, ModelStore
+    from app.state import models
+    from app.state.models import CheckpointOption, ModelStore
     from nsnet.inference import CheckpointError
 
     folder = tmp_path / "snapshot"
     tiny_pipeline().save_pretrained(folder)
     config = json.loads((folder / "config.json").read_text())
-    monkeypatch.setattr(models, "fetch_checkpoint", lambda repo, rev, **_: folder)
+    monkeypatch.setattr(models, "resolve_checkpoint", lambda text, **_: folder)
     store = ModelStore(tiny_pipeline(), CheckpointOption("tiny", ""), allow_hub=True, hub_allow=("good/*",))
     for backbone, problem in (("hf:/etc/models", "not a Hub model id"), ("clip:../x", "not a Hub model id"),
                               ("hf:evil/huge-model", "not allowed")):
@@ -372,7 +386,7 @@ def test_a_hub_checkpoint_may_not_name_server_folders_as_backbones(monkeypatch, 
 
 # --------------------------------------------------------------------------- the export area
 def test_export_area_bounds_size_and_age(tmp_path):
-    from app.storage import ExportArea
+    from app.server.storage import ExportArea
 
     area = ExportArea(tmp_path / "x", max_bytes=2500, max_age_s=3600).open()
     folders = []
@@ -402,21 +416,24 @@ def test_export_area_bounds_size_and_age(tmp_path):
 
 def test_thirty_new_clients_stay_within_the_export_bound(tmp_path):
     """The issue's case: many runs from new sessions leave at most --export-mb on disk."""
-    from app.callbacks import AppContext, Callbacks, cleanup_session
-    from app.models import CheckpointOption, ModelStore, load_examples
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.state.context import AppContext
+    from app.state.examples import load_examples
+    from app.state.models import CheckpointOption, ModelStore
+    from app.state.session import cleanup_session
+    from app.tabs.analyze import Analysis
 
     examples = tuple(load_examples(make_examples(tmp_path / "examples")))
     clip = examples[0].path   # an example: decoded and run once, then from the cache (each run writes its JPEGs)
     one_run = tiny_pipeline().read(clip, T)[0].frames.nbytes  # the previews of one run (uint8, at the model's size)
-    settings = AppSettings(port=free_port(), examples_dir=tmp_path / "examples", export_mb=0.05,
+    settings = AppSettings(examples_dir=tmp_path / "examples", export_mb=0.05,
                            max_frames=32, session_frames_mb=5.5 * one_run / 2**20)
-    cb = Callbacks(AppContext(store=ModelStore(tiny_pipeline(), CheckpointOption("tiny", "")), settings=settings,
+    cb = Analysis(AppContext(store=ModelStore(tiny_pipeline(), CheckpointOption("tiny", "")), settings=settings,
                               examples=examples, export_root=tmp_path / "exports"))
     sessions = []
     for i in range(30):
-        out = cb.run(str(clip), T, K, 0.5, None, None, False, 1, None, progress=lambda *a, **k: None,
-                     request=SimpleNamespace(session_hash=f"client-{i}"))
+        out = run_all(cb, str(clip), T, K, 0.5, None, None, False, 1, None, progress=lambda *a, **k: None,
+                      request=SimpleNamespace(session_hash=f"client-{i}"))
         sessions.append(out["session"])
     used, files = cb.ctx.exports.usage()
     one_session = sum(Path(p).stat().st_size for p in sessions[-1].frame_files)
@@ -451,7 +468,7 @@ def test_thirty_new_clients_stay_within_the_export_bound(tmp_path):
 def test_frame_pool_keeps_the_most_recently_used_within_its_bound():
     import numpy as np
 
-    from app.storage import FramePool
+    from app.server.storage import FramePool
 
     pool = FramePool(max_bytes=3000)
     a, b, c = (np.full((1000,), i, np.uint8) for i in range(3))
@@ -467,13 +484,13 @@ def test_frame_pool_keeps_the_most_recently_used_within_its_bound():
 
 
 def test_demo_cleans_at_start_and_wires_unload(tmp_path):
-    from app.demo import build_demo
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.shell import build_demo
 
     root = tmp_path / "exports"
     (root / "session-old").mkdir(parents=True)
     (root / "session-old" / "frame_001.jpg").write_bytes(b"x")
-    settings = AppSettings(port=free_port(), examples_dir=tmp_path / "none", export_dir=root,
+    settings = AppSettings(examples_dir=tmp_path / "none", export_dir=root,
                            export_max_age_min=30)
     demo = build_demo(tiny_pipeline(), settings, examples=[])
     assert not (root / "session-old").exists()
@@ -483,7 +500,7 @@ def test_demo_cleans_at_start_and_wires_unload(tmp_path):
 
 # --------------------------------------------------------------------------- error text
 def test_user_errors_escape_for_the_page_only():
-    from app.errors import user_errors
+    from app.tabs.errors import user_errors
 
     def bad():
         raise gr.Error("'a<b>&c.mp4' is empty.")
@@ -497,7 +514,7 @@ def test_user_errors_escape_for_the_page_only():
 
 
 def test_error_text_names_base_names_and_stays_short():
-    from app.errors import error_text, shown, whole_number
+    from app.tabs.errors import error_text, shown, whole_number
     from nsnet.video import NotAVideoError
 
     assert error_text(NotAVideoError("/tmp/gradio/0123abcd/" + "v" * 300 + ".mp4", "not a video")).endswith(
@@ -513,13 +530,14 @@ def test_error_text_names_base_names_and_stays_short():
 
 
 def test_limit_on_frame_pixels(tmp_path):
-    from app.callbacks import AppContext, Callbacks
-    from app.models import CheckpointOption, ModelStore
-    from app.settings import AppSettings
+    from app.server.settings import AppSettings
+    from app.state.context import AppContext
+    from app.state.models import CheckpointOption, ModelStore
+    from app.tabs.analyze import Analysis
 
     clip = write_clip(tmp_path / "big.mp4", num_frames=10, fps=10, size=(96, 64))
-    settings = AppSettings(port=free_port(), examples_dir=tmp_path / "none", max_frame_pixels=96 * 64 - 1)
-    cb = Callbacks(AppContext(store=ModelStore(tiny_pipeline(), CheckpointOption("tiny", "")), settings=settings,
+    settings = AppSettings(examples_dir=tmp_path / "none", max_frame_pixels=96 * 64 - 1)
+    cb = Analysis(AppContext(store=ModelStore(tiny_pipeline(), CheckpointOption("tiny", "")), settings=settings,
                               export_root=tmp_path / "exports"))
     with pytest.raises(gr.Error) as err:
         cb.analyze_api(str(clip), T, K, 0.5)
@@ -527,7 +545,7 @@ def test_limit_on_frame_pixels(tmp_path):
 
 
 def test_settings_name_every_ceiling(monkeypatch):
-    from app.settings import AppSettings, parse_settings
+    from app.server.settings import AppSettings, parse_settings
     from nsnet import limits
 
     s, _ = parse_settings(["--hub-allow", "org/*", "--hub-allow", "friend/x", "--max-frame-pixels", "3840x2160",
@@ -561,9 +579,9 @@ def test_hub_downloads_are_sized_from_metadata_first(monkeypatch, tmp_path):
 
     import huggingface_hub
 
-    from app import hub
-    from app.models import CheckpointOption, ModelStore
+    from app.state.models import CheckpointOption, ModelStore
     from nsnet.inference import CheckpointError
+    from nsnet.inference import checkpoint as hub  # the library's one resolver and its Hub sizes
 
     folder = tmp_path / "snapshot"
     tiny_pipeline().save_pretrained(folder)
@@ -614,4 +632,9 @@ def test_hub_downloads_are_sized_from_metadata_first(monkeypatch, tmp_path):
     assert hub.weights_bytes({"pytorch_model.bin": 7, "config.json": 1}) == 7
     assert hub.weights_bytes({"model.safetensors": None}) is None
     # without a limit (a trusted deployment) the size is not a reason to refuse
-    assert hub.fetch_checkpoint("big/ckpt", None, max_bytes=None) == folder
+    assert hub.fetch_hub_checkpoint("big/ckpt", None, max_bytes=None) == folder
+    assert hub.resolve_checkpoint("big/ckpt", hub_only=True) == folder
+    # the one resolver the CLI uses too: a folder here is a folder; an id goes to the Hub, sized the same way
+    assert hub.resolve_checkpoint(folder) == folder and hub.resolve_checkpoint("fine/ckpt@v1") == folder
+    with pytest.raises(CheckpointError, match="5,000 MB, over the limit of 2,048 MB"):
+        hub.resolve_checkpoint("big/ckpt", max_bytes=2048 * mb)

@@ -1,4 +1,4 @@
-"""app.plots: PipelineResult -> plotly Figure, checked as data (no Gradio, no browser)."""
+"""app.views.plots: PipelineResult -> plotly Figure, checked as data (no Gradio, no browser)."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ def _trace(fig: go.Figure, prefix: str):
 
 
 def test_three_curves_over_time():
-    from app.plots import saliency_figure
+    from app.views.plots import saliency_figure
 
     r = fake_result()
     fig = saliency_figure(r)
@@ -35,8 +35,8 @@ def test_three_curves_over_time():
 
 
 def test_selected_frames_marked_with_rank():
-    from app.plots import saliency_figure
-    from app.views import selection_ranks
+    from app.views.plots import saliency_figure
+    from app.views.result import selection_ranks
 
     r = fake_result(k=5)
     fig = saliency_figure(r)
@@ -51,8 +51,8 @@ def test_selected_frames_marked_with_rank():
 
 
 def test_ground_truth_segments_shaded_only_when_given():
-    from app.plots import saliency_figure
-    from app.views import Segment
+    from app.views.plots import saliency_figure
+    from app.views.result import Segment
 
     r = fake_result()
     fig = saliency_figure(r, segments=[Segment(10, 20, "jump"), Segment(40, 45, "jump")])
@@ -65,7 +65,7 @@ def test_ground_truth_segments_shaded_only_when_given():
 
 
 def test_teacher_curve_optional_and_needs_dense():
-    from app.plots import saliency_figure
+    from app.views.plots import saliency_figure
 
     r = fake_result()
     tr = _trace(saliency_figure(r, teacher=True), "teacher")
@@ -76,7 +76,7 @@ def test_teacher_curve_optional_and_needs_dense():
 
 
 def test_follows_rerank():
-    from app.plots import saliency_figure
+    from app.views.plots import saliency_figure
 
     r = rerank(fake_result(), 2, 0.0)
     fig = saliency_figure(r)
@@ -85,7 +85,7 @@ def test_follows_rerank():
 
 
 def test_without_timestamps_uses_frame_index():
-    from app.plots import saliency_figure
+    from app.views.plots import saliency_figure
 
     r = fake_result(t=8, k=2, duration=None)
     r = type(r)(**{**r.__dict__, "timestamps_s": np.arange(8, dtype=np.float64),
@@ -95,7 +95,7 @@ def test_without_timestamps_uses_frame_index():
 
 
 def test_empty_figure_placeholder():
-    from app.plots import empty_figure
+    from app.views.plots import empty_figure
 
     fig = empty_figure("hello")
     assert fig.layout.annotations[0].text == "hello" and not fig.data
@@ -103,8 +103,8 @@ def test_empty_figure_placeholder():
 
 def test_spec_is_plain_json_and_a_valid_plotly_figure():
     """What the explorer sends (the dict) is strict JSON and exactly what go.Figure validates."""
-    from app.plots import empty_spec, saliency_figure, saliency_spec
-    from app.views import Segment
+    from app.views.plots import empty_spec, saliency_figure, saliency_spec
+    from app.views.result import Segment
 
     r = fake_result(k=5)
     segments = [Segment(10, 20, "jump")]
@@ -120,3 +120,30 @@ def test_spec_is_plain_json_and_a_valid_plotly_figure():
     broken = type(r)(**{**r.__dict__, "attention": np.where(np.arange(16) == 3, np.nan, r.attention)})
     attention = [t for t in saliency_spec(broken)["data"] if t["name"].startswith("attention")][0]
     assert attention["y"][3] is None and json.dumps(saliency_spec(broken), allow_nan=False)
+
+
+def test_saliency_chart_is_the_librarys():
+    """The app shows the library's one chart (``nsnet.viz.saliency_spec``, what ``nsnet export`` renders)."""
+    import nsnet.viz
+    from app.views import plots
+
+    assert plots.saliency_spec is nsnet.viz.saliency_spec
+
+
+def test_removal_curve_by_hand():
+    """Most salient first: the full clip's label's mean probability over the previews left, recomputed naively."""
+    from app.views.plots import removal_figure, removal_spec
+
+    r = fake_result(t=10, k=3, c=5, lam=0.3, seed=4)
+    spec = removal_spec(r)
+    assert json.loads(json.dumps(spec, allow_nan=False)) == spec
+    most, least = removal_figure(r).data
+    probs = np.asarray(r.frame_probs, dtype=np.float64)
+    full = int(np.argmax(probs.mean(0)))
+    by_fused = sorted(range(10), key=lambda i: (-float(r.fused[i]), i))
+    for trace, order in ((most, by_fused), (least, by_fused[::-1])):
+        expected = [probs[[i for i in range(10) if i not in order[:n]], full].mean() for n in range(10)]
+        assert list(trace.x) == list(range(10))
+        assert np.allclose(trace.y, expected, atol=1e-6)
+    assert f"class_{full}" in spec["layout"]["title"]["text"]
+    assert "after the dense pass" in removal_spec(fake_result(dense=False))["layout"]["annotations"][0]["text"]

@@ -1,4 +1,5 @@
-"""app.views / app.exports / app.settings / app.models: pure functions on hand-built results."""
+"""app.views (result, exports), app.server (settings, runtime) and app.state (examples, models): pure
+functions on hand-built results."""
 from __future__ import annotations
 
 import csv
@@ -43,7 +44,7 @@ def fake_result(t: int = 16, k: int = 4, c: int = 6, lam: float = 0.5, dense: bo
 
 # --------------------------------------------------------------------------- views
 def test_selection_ranks_order_by_fused_score():
-    from app.views import selection_ranks
+    from app.views.result import selection_ranks
 
     r = fake_result()
     ranks = selection_ranks(r)
@@ -54,7 +55,7 @@ def test_selection_ranks_order_by_fused_score():
 
 
 def test_fmt_time_and_ms():
-    from app.views import fmt_ms, fmt_time
+    from app.views.result import fmt_ms, fmt_time
 
     assert fmt_time(12.34) == "12.3 s"
     assert fmt_time(83.25) == "1:23.2"
@@ -63,7 +64,7 @@ def test_fmt_time_and_ms():
 
 
 def test_gallery_items_are_selected_frames_in_time_order_with_captions():
-    from app.views import gallery_items, selection_ranks
+    from app.views.result import gallery_items, selection_ranks
 
     r, frames = fake_result(k=5), fake_frames()
     items = gallery_items(r, frames)
@@ -79,7 +80,7 @@ def test_gallery_items_are_selected_frames_in_time_order_with_captions():
 
 
 def test_frame_view_caption_marks_selection_and_ground_truth():
-    from app.views import Segment, frame_view, selection_ranks
+    from app.views.result import Segment, frame_view, selection_ranks
 
     r, frames = fake_result(), fake_frames()
     ranks = selection_ranks(r)
@@ -99,7 +100,7 @@ def test_frame_view_caption_marks_selection_and_ground_truth():
 
 
 def test_label_scores_are_top5_best_first():
-    from app.views import label_scores
+    from app.views.result import label_scores
 
     r = fake_result(c=8)
     scores = label_scores(r)
@@ -110,7 +111,7 @@ def test_label_scores_are_top5_best_first():
 
 
 def test_comparison_rows_four_methods_same_k():
-    from app.views import COMPARISON_HEADERS, comparison_rows
+    from app.views.result import COMPARISON_HEADERS, comparison_rows
 
     r = fake_result(k=3)
     rows = comparison_rows(r)
@@ -123,8 +124,34 @@ def test_comparison_rows_four_methods_same_k():
     assert rows[1][4] == pytest.approx(rows[2][4]) and rows[1][4] < rows[3][4]
 
 
+def test_comparison_random_k_is_the_dataset_rows_own():
+    """A dataset video's random-K in the one-clip table is the frames its ``analyze`` row drew (seeded by its
+    id); an upload's depends on the clip, not on the session (two uploads of one clip: the same frames)."""
+    import hashlib
+
+    from app.state.rows import result_row
+    from app.views.result import comparison_rows
+    from nsnet.data.records import VideoRecord
+
+    r = fake_result(t=16, k=4, lam=0.3)
+    for vid in ("v_walk_001", "v_jump_002", "v_run_003"):
+        row = result_row(VideoRecord(vid, Path(f"/data/{vid}.mp4"), "class_1", 1, "validation"), r)
+        table = comparison_rows(r, video_id=vid)
+        random_row = table[2]
+        assert random_row[0] == "Random-4"
+        assert random_row[2] == row["random"]["label"]
+        assert random_row[3] == pytest.approx(row["random"]["score"], abs=1e-3)
+        # Independently: the frames of a sha256-seeded generator, as docs/method.md states the rule.
+        seed = int.from_bytes(hashlib.sha256(f"0/{vid}".encode()).digest()[:7], "little")
+        expected = sorted(torch.randperm(16, generator=torch.Generator().manual_seed(seed))[:4].tolist())
+        assert random_row[1] == ", ".join(str(i + 1) for i in expected)
+    drawn = {comparison_rows(r, video_id=v)[2][1] for v in ("a", "b", "c", "d", "e")}
+    assert len(drawn) > 1                                   # not the same frames for every video
+    assert comparison_rows(r)[2][1] == comparison_rows(r)[2][1]   # an upload: stable for one clip
+
+
 def test_cost_markdown_is_honest_about_dense_pass():
-    from app.views import cost_markdown
+    from app.views.result import cost_markdown
 
     text = cost_markdown(fake_result())
     for needle in ("Decode", "Sampler", "Recognizer (4 frames)", "NSNet total", "Device: `cpu`", "multiply-adds", "dense: +120 ms"):
@@ -133,7 +160,8 @@ def test_cost_markdown_is_honest_about_dense_pass():
 
 
 def test_banner_and_summary():
-    from app.views import Segment, model_banner, summary_markdown
+    from app.views.banner import model_banner
+    from app.views.result import Segment, summary_markdown
 
     assert "untrained" in model_banner(False, "x", 10).lower() and "not meaningful" in model_banner(False, "x", 10)
     assert "trained" in model_banner(True, "demo", 5) and "⚠" not in model_banner(True, "demo", 5)
@@ -144,8 +172,8 @@ def test_banner_and_summary():
 
 
 def test_per_frame_rows_and_csv():
-    from app.exports import per_frame_csv
-    from app.views import PER_FRAME_HEADERS, Segment, per_frame_rows
+    from app.views.exports import per_frame_csv
+    from app.views.result import PER_FRAME_HEADERS, Segment, per_frame_rows
 
     r = fake_result()
     rows = per_frame_rows(r, [Segment(0, 10)])
@@ -158,7 +186,7 @@ def test_per_frame_rows_and_csv():
 
 
 def test_write_exports_atomic_and_schema(tmp_path):
-    from app.exports import export_stem, write_exports
+    from app.views.exports import export_stem, write_exports
 
     r = fake_result()
     csv_path, json_path = write_exports(r, tmp_path / "out", "my clip (1).mp4")
@@ -168,7 +196,7 @@ def test_write_exports_atomic_and_schema(tmp_path):
     expected["video"]["path"] = "my clip (1).mp4"  # the clip's name, never the server's temp path
     assert data == json.loads(json.dumps(expected))
     assert set(data) == {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
-                         "timings_ms", "gflops"}
+                         "timings_ms", "gflops", "model"}
     write_exports(rerank(r, 6, 0.2), tmp_path / "out", "my clip (1).mp4")  # overwrite-safe, no leftovers
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     assert export_stem("../../etc/passwd", r).startswith("passwd_")
@@ -177,7 +205,7 @@ def test_write_exports_atomic_and_schema(tmp_path):
 def test_write_frame_images(tmp_path):
     from PIL import Image
 
-    from app.exports import write_frame_images
+    from app.views.exports import write_frame_images
 
     paths = write_frame_images(fake_frames(t=4), tmp_path)
     assert len(paths) == 4 and all(Path(p).is_file() for p in paths)
@@ -185,7 +213,7 @@ def test_write_frame_images(tmp_path):
 
 
 def test_rerank_changes_views_without_frames_or_network():
-    from app.views import comparison_rows, gallery_items
+    from app.views.result import comparison_rows, gallery_items
 
     r = fake_result()
     r2 = rerank(r, 7, 1.0)
@@ -195,7 +223,7 @@ def test_rerank_changes_views_without_frames_or_network():
 
 # --------------------------------------------------------------------------- settings
 def test_settings_flags_beat_env_beat_defaults(tmp_path):
-    from app.settings import AppSettings, parse_settings
+    from app.server.settings import AppSettings, parse_settings
 
     s, _ = parse_settings([], {})
     assert (s.host, s.port, s.device, s.allow_hub) == ("127.0.0.1", 7860, "auto", False)
@@ -217,23 +245,26 @@ def test_settings_flags_beat_env_beat_defaults(tmp_path):
 
 
 def test_default_checkpoint_is_the_bundled_demo_model():
-    from app.settings import BUNDLED_CHECKPOINT, REPO_ROOT
+    from app.server.settings import REPO_ROOT
+    from nsnet.cli.common import BUNDLED_CHECKPOINT as CLI_DEFAULT
+    from nsnet.inference.checkpoint import BUNDLED_CHECKPOINT
 
     assert BUNDLED_CHECKPOINT == REPO_ROOT / "assets" / "demo-model"
+    assert CLI_DEFAULT is BUNDLED_CHECKPOINT  # defined once, in the library
 
 
 def test_environment_defaults_are_explicit_and_respect_the_host():
     import subprocess
     import sys
 
-    from app.runtime import OFFLINE_DEFAULTS, configure_environment
+    from app.server.runtime import OFFLINE_DEFAULTS, configure_environment
 
     env = {"HF_HUB_DISABLE_TELEMETRY": "0"}
     assert configure_environment(env) == {"GRADIO_ANALYTICS_ENABLED": "False"}
     assert env == {"HF_HUB_DISABLE_TELEMETRY": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
     assert configure_environment(env) == {}
     # importing the app sets nothing (and loads neither Gradio nor torch for app.py's first imports)
-    code = ("import os, sys; import app, app.runtime, app.settings; "
+    code = ("import os, sys; import app, app.server.runtime, app.server.settings; "
             f"print([n for n in {sorted(OFFLINE_DEFAULTS)!r} if n in os.environ], "
             "[m for m in ('gradio', 'torch', 'huggingface_hub') if m in sys.modules])")
     clean = {k: v for k, v in __import__("os").environ.items() if k not in OFFLINE_DEFAULTS}
@@ -245,18 +276,30 @@ def test_environment_defaults_are_explicit_and_respect_the_host():
 def test_runner_is_chosen_when_the_demo_is_built(monkeypatch):
     import types
 
-    import app.runtime as runtime
+    import app.server.runtime as runtime
 
     assert runtime.choose_runner(False, "cuda") is runtime.IN_PROCESS
     assert runtime.choose_runner(True, "cpu") is runtime.IN_PROCESS  # a CPU pipeline needs no GPU slot
     monkeypatch.setattr(runtime, "import_spaces", lambda: None)
     assert runtime.choose_runner(True, torch.device("cuda")) is runtime.IN_PROCESS  # no spaces package
     wrapped = []
-    fake = types.SimpleNamespace(GPU=lambda fn: wrapped.append(fn) or (lambda *a, **kw: fn(*a, **kw)))
+    fake = types.SimpleNamespace(GPU=lambda fn, duration=None: wrapped.append((fn, duration)) or fn)
     monkeypatch.setattr(runtime, "import_spaces", lambda: fake)
-    runner = runtime.choose_runner(True, torch.device("cuda"))
-    assert wrapped == [runtime.analyze_file, runtime.analyze_pair]  # both network-running functions
+    with pytest.raises(ValueError, match="model store"):
+        runtime.choose_runner(True, torch.device("cuda"))
+    store = types.SimpleNamespace(default=object(), options=[], _loaded={})
+    monkeypatch.setattr(runtime, "_STORE", None)
+    monkeypatch.setattr(runtime, "_STARTUP_NAMES", runtime._STARTUP_NAMES)
+    runner = runtime.choose_runner(True, torch.device("cuda"), store)
+    # One GPU function, taking plain data (the pipelines are found by name in the installed store).
+    assert [fn for fn, _ in wrapped] == [runtime.gpu_run] and callable(wrapped[0][1])
+    assert runtime._STORE is store
     assert runner.mode == "spaces.GPU" and not runner.reports_progress
+    assert runtime.name_of(store, store.default) == ""
+    from nsnet.inference import CheckpointError
+
+    with pytest.raises(CheckpointError, match="unloaded meanwhile"):
+        runtime.name_of(store, object())
 
 
 # --------------------------------------------------------------------------- examples, checkpoints
@@ -267,7 +310,7 @@ def _write_tiny_clip(path: Path, n: int = 12) -> Path:
 
 
 def test_load_examples_annotations_and_matching(tmp_path):
-    from app.models import load_examples, match_example
+    from app.state.examples import load_examples, match_example
 
     ex = tmp_path / "examples"
     ex.mkdir()
@@ -299,7 +342,7 @@ def test_load_examples_annotations_and_matching(tmp_path):
 
 
 def test_result_cache_is_bounded_lru():
-    from app.models import ResultCache
+    from app.state.examples import ResultCache
 
     cache = ResultCache(max_items=2)
     a, b, c = fake_result(seed=1), fake_result(seed=2), fake_result(seed=3)
@@ -311,7 +354,7 @@ def test_result_cache_is_bounded_lru():
 
 
 def test_model_store_labels_and_errors(tmp_path):
-    from app.models import CheckpointOption, ModelStore, scan_checkpoints
+    from app.state.models import CheckpointOption, ModelStore, scan_checkpoints
     from nsnet.inference import CheckpointError
 
     (tmp_path / "runs" / "exp1").mkdir(parents=True)

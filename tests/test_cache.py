@@ -72,7 +72,7 @@ def test_corrupt_files_are_detected_logged_and_recomputed(tmp_path, caplog, dama
     calls = []
     out = cache.get_or_compute(KEY, lambda: calls.append(1) or tensors())
     assert calls == [1] and torch.equal(out["features"], tensors()["features"])
-    assert cache.get(KEY) is not None
+    assert torch.equal(cache.get(KEY)["features"], tensors()["features"])  # stored again, readable
 
 
 def test_file_of_another_key_is_rejected(tmp_path):

@@ -4,7 +4,7 @@ from torch import nn
 
 from nsnet.inference import Pipeline
 from nsnet.inference.features import backbone_features
-from nsnet.models.fusion import fold_batchnorm, folded
+from nsnet.models.fusion import TOLERANCE, agreement, fold_batchnorm, folded
 
 
 class Net(nn.Module):
@@ -76,3 +76,38 @@ def test_batched_features_equal_one_video_at_a_time(tiny_pipeline_config):
     with torch.no_grad():
         x = pipe.prepare(videos[0], pipe.recognizer.backbone, tiny_pipeline_config.recognizer.input_size)
         torch.testing.assert_close(feats[0][1], pipe.recognizer.backbone.forward_features(x), rtol=1e-3, atol=1e-4)
+
+
+def test_the_folding_check_runs_exact_float32_whatever_the_caller_set():
+    """cuDNN's TF32 convolutions (on by default), oneDNN's reduced float32 modes or an open autocast
+    region made the 1e-3 check fail and the slower unfolded copy run: the probe ignores them all."""
+    torch.manual_seed(0)
+    net = Net().eval()
+    seen = []
+    net.stem[0].register_forward_hook(lambda m, i, o: seen.append(
+        (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision,
+         torch.backends.mkldnn.conv.fp32_precision, torch.is_autocast_enabled("cpu"), o.dtype)))
+    before = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    torch.backends.cudnn.conv.fp32_precision = "tf32"
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 moves this net's outputs by ~7e-3 > 1e-3
+            fast = folded(net)
+        assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == ("tf32",
+                                                                                                          "tf32")
+    finally:
+        torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision = before
+    assert fast is not net  # folded, not rejected
+    # the probe (the original, and the copy, which kept the hook) ran in exact float32
+    assert seen and set(seen) == {("ieee", "ieee", "ieee", False, torch.float32)}
+
+
+def test_the_folding_tolerance_follows_the_weights_dtype():
+    torch.manual_seed(0)
+    net = Net().eval().to(torch.bfloat16)  # bf16 weights: folding rounds differently, ~3e-3 of the scale
+    diff, tolerance = agreement(net, fold_batchnorm(net))
+    assert 1e-3 < diff < tolerance == TOLERANCE[torch.bfloat16]
+    assert folded(net) is not net
+    net32 = Net().eval()
+    diff32, tolerance32 = agreement(net32, fold_batchnorm(net32))
+    assert diff32 < 1e-5 and tolerance32 == 1e-3

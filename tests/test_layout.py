@@ -1,6 +1,9 @@
 """The layout stays easy to follow: no import cycle, no private names across modules, small files.
 
-Reads the source with ``ast`` (imports nothing), so it checks the code as written.
+And the explorer keeps its shape (``app/``: one room per tab): short chains of imports, each
+layer importing only the ones below it (``server`` <- ``views`` <- ``state`` <- ``tabs`` <- ``shell``
+<- ``bench``), pure views without Gradio, and a library that imports neither the app nor its
+own command line. Reads the source with ``ast`` (imports nothing), so it checks the code as written.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("nsnet", "app")
 MAX_LINES = 650
+MAX_APP_LINES = 400
+MAX_APP_CHAIN = 6   # modules in the longest chain of the app's own imports
 
 
 def _modules() -> dict[str, Path]:
@@ -36,12 +41,25 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _imports(module: str, path: Path) -> list[tuple[str, list[str], bool]]:
-    """(imported module, names, at module level) for every import of a file."""
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """Ids of the nodes under ``if TYPE_CHECKING:`` (annotations only: never run)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING":
+            skip |= {id(n) for child in node.body for n in ast.walk(child)}
+    return skip
+
+
+def _imports(module: str, path: Path, runtime_only: bool = False) -> list[tuple[str, list[str], bool]]:
+    """(imported module, names, at module level) for every import of a file (``runtime_only``: not
+    those under ``if TYPE_CHECKING:``)."""
     tree = ast.parse(path.read_text())
     top = set(map(id, tree.body))
+    skip = _type_checking_only(tree) if runtime_only else set()
     out = []
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             out += [(a.name, [], id(node) in top) for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -118,6 +136,91 @@ def test_library_never_imports_the_app_or_gradio():
 
 def test_no_source_file_is_too_long():
     long = {str(p.relative_to(ROOT)): n for p in MODULES.values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_the_library_imports_no_command_line():
+    """``nsnet.cli`` is the top of the library: nothing else in ``nsnet`` (benchmarks included) imports it."""
+    bad = [f"{m}: {t}" for m, p in MODULES.items() if m.startswith("nsnet") and not m.startswith("nsnet.cli")
+           and m != "nsnet.__main__"   # ``python -m nsnet``: the command line's own entry point
+           for t, _, _ in _imports(m, p) if t == "nsnet.cli" or t.startswith("nsnet.cli.")]
+    assert not bad, bad
+
+
+# --------------------------------------------------------------------------- the explorer's shape
+APP_LAYERS = ("app.server", "app.views", "app.state", "app.tabs", "app.shell", "app.bench")  # bottom to top
+
+
+def _layer(module: str) -> int | None:
+    return next((i for i, name in enumerate(APP_LAYERS) if module == name or module.startswith(name + ".")), None)
+
+
+SCRIPTS = ("app.py", "app.bench.__main__")  # entry points that only ever run (python app.py, python -m app.bench)
+
+
+def _app_graph() -> dict[str, set[str]]:
+    """The app's own imports that run (``if TYPE_CHECKING:`` ones left out), ``app.py`` included."""
+    app_modules = {m: p for m, p in MODULES.items() if m == "app" or m.startswith("app.")}
+    app_modules["app.py"] = ROOT / "app.py"
+    graph: dict[str, set[str]] = {}
+    for module, path in app_modules.items():
+        graph[module] = {own for target, _, _ in _imports("app" if module == "app.py" else module, path, True)
+                         if (own := _own(target)) and own.split(".")[0] == "app" and own != module}
+    return graph
+
+
+def _longest_chain(graph: dict[str, set[str]]) -> list[str]:
+    memo: dict[str, list[str]] = {}
+
+    def chain(m: str) -> list[str]:
+        if m not in memo:
+            memo[m] = [m] + max((chain(n) for n in graph.get(m, ())), key=len, default=[])
+        return memo[m]
+
+    return max((chain(m) for m in graph), key=len)
+
+
+def test_the_app_imports_in_short_chains():
+    """The longest chain of imports between the app's modules (the scripts on top, which nothing imports,
+    each add one: ``app.py`` -> ``app.shell`` -> ...)."""
+    graph = _app_graph()
+    assert not [m for m, targets in graph.items() for t in targets if t in SCRIPTS], "a script is imported"
+    chain = _longest_chain({m: t for m, t in graph.items() if m not in SCRIPTS})
+    assert len(chain) <= MAX_APP_CHAIN, " -> ".join(chain)
+    assert len(_longest_chain({"app.py": graph["app.py"], **{m: t for m, t in graph.items() if m not in SCRIPTS}})
+               ) <= MAX_APP_CHAIN
+
+
+def test_each_app_layer_imports_only_the_layers_below():
+    """server <- views <- state <- tabs <- shell <- bench; the rooms (``app.tabs.analyze`` / ``compare`` /
+    ``dataset``) never import one another; no runtime module imports the benchmarks; packages are empty."""
+    rooms = {"app.tabs.analyze", "app.tabs.compare", "app.tabs.dataset"}
+    bad = []
+    for module, targets in _app_graph().items():
+        here = _layer(module)
+        for target in targets:
+            there = _layer(target)
+            if module in ("app.py",) and target in ("app.shell", "app.server.runtime"):
+                continue
+            if here is None or there is None or there > here or (module in rooms and target in rooms):
+                bad.append(f"{module} -> {target}")
+            if module in ("app.server",) or (module.startswith("app.server.") and there != 0):
+                bad.append(f"{module} -> {target} (the server's plumbing imports no other layer)")
+    for module, path in MODULES.items():
+        if (module == "app" or module.startswith("app.")) and path.name == "__init__.py" and _imports(module, path):
+            bad.append(f"{module}: a package's __init__ imports nothing (chains stay as they look)")
+    assert not bad, "\n".join(sorted(set(bad)))
+
+
+def test_views_never_import_gradio():
+    bad = [f"{m}: {t}" for m, p in MODULES.items() if m.startswith("app.views")
+           for t, _, _ in _imports(m, p) if t.split(".")[0] == "gradio"]
+    assert not bad, bad
+
+
+def test_no_app_module_is_too_long():
+    long = {str(p.relative_to(ROOT)): n for m, p in MODULES.items() if m.split(".")[0] == "app"
+            if (n := len(p.read_text().splitlines())) > MAX_APP_LINES}
     assert not long, long
 
 

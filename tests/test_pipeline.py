@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from nsnet.inference import CheckpointError, Pipeline
 from nsnet.inference.methods import compare, rerank, teacher_curve
 
 CONTRACT_KEYS = {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
-                 "timings_ms", "gflops"}
+                 "timings_ms", "gflops", "model"}
 
 
 @pytest.fixture
@@ -32,7 +33,10 @@ def test_result_follows_the_predict_json_contract(pipe, frames):
     assert len(d["frame_scores"]) == len(d["attention"]) == len(d["fused"]) == len(d["timestamps_s"]) == 8
     assert len(d["selected"]) == 3 and d["selected"] == sorted(d["selected"])
     assert len(d["labels"]) == 5 and d["labels"][0]["score"] >= d["labels"][-1]["score"]
-    assert all(0 <= x <= 1 for x in d["fused"])
+    import naive  # the fusion and the top-K, from the result's own curves by a second implementation
+
+    assert d["fused"] == pytest.approx(naive.fuse(d["frame_scores"], d["attention"], 0.5), abs=1e-6)
+    assert d["selected"] == naive.topk(d["fused"], 3)
     assert set(d["timings_ms"]) == {"decode", "sampler", "recognizer", "total"}
     assert set(d["gflops"]) == {"sampler", "recognizer", "total", "dense"}
     g = d["gflops"]
@@ -215,7 +219,7 @@ def test_a_failed_forward_does_not_break_the_pipeline(tmp_path):
     np.testing.assert_allclose(before.frame_probs, after.frame_probs, rtol=1e-6, atol=1e-7)
 
 
-def test_precision_choices_on_cpu(pipe, frames):
+def test_precision_choices_on_cpu(pipe, frames, tiny_pipeline_config):
     from nsnet.inference.pipeline import amp_dtype
 
     cpu = torch.device("cpu")
@@ -224,14 +228,22 @@ def test_precision_choices_on_cpu(pipe, frames):
     for bad, words in (("fp16", "needs a CUDA GPU"), ("int8", "must be one of")):
         with pytest.raises(ConfigError, match=words):
             amp_dtype(cpu, bad)
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):  # refused when the pipeline is built
+        Pipeline.build(tiny_pipeline_config, device="cpu", precision="fp16")
     with pytest.raises(ConfigError):
-        pipe.set_precision("fp16")
+        pipe.with_precision("fp16")
     assert pipe.amp_dtype is None and pipe.precision == "auto"  # a refused precision changes nothing
+    # features with a signal (random Lite0 weights give ~1e-9 everywhere): the packaged ImageNet weights
+    cfg = dataclasses.replace(tiny_pipeline_config, sampler=dataclasses.replace(tiny_pipeline_config.sampler,
+                                                                               backbone_pretrained=True))
+    torch.manual_seed(0)
+    pipe = Pipeline.build(cfg, device="cpu")
     ref = pipe(frames)
-    assert pipe.set_precision("bf16").amp_dtype is torch.bfloat16
-    got = pipe(frames)
+    bf16 = pipe.with_precision("bf16")  # the same networks, another precision; pipe itself unchanged
+    assert bf16.amp_dtype is torch.bfloat16 and bf16.sampler is pipe.sampler and pipe.amp_dtype is None
+    got = bf16(frames)
     assert not np.array_equal(got.frame_scores, ref.frame_scores)  # bf16 really ran
     np.testing.assert_allclose(got.frame_scores, ref.frame_scores, atol=0.1)
-    pipe.to("cpu")  # moving keeps the precision
-    assert pipe.amp_dtype is torch.bfloat16
-    assert np.array_equal(pipe.set_precision("fp32")(frames).frame_scores, ref.frame_scores)
+    bf16.to("cpu")  # moving keeps the precision
+    assert bf16.amp_dtype is torch.bfloat16 and bf16.precision == "bf16"
+    assert np.array_equal(pipe(frames).frame_scores, ref.frame_scores)

@@ -66,3 +66,30 @@ def test_unknown_rule_and_empty_input():
         make_pseudo_labels(C, "median")
     with pytest.raises(ValueError, match="at least one frame"):
         make_pseudo_labels(torch.zeros(0), "relative")
+
+
+# --------------------------------------------------------------------------- health (issue 19)
+def test_health_warning_only_outside_five_to_ninety_five_percent():
+    from nsnet.training.pseudo_labels import PseudoLabelRule, health_warning
+
+    rule = PseudoLabelRule("threshold", tau=0.5)
+    for fraction in (0.05, 0.2, 0.5, 0.95):
+        assert health_warning(fraction, rule) is None, fraction
+    for fraction in (0.0, 0.049, 0.951, 1.0):
+        text = health_warning(fraction, rule)
+        assert text and "\n" not in text and f"{100 * fraction:.1f}% of frames salient" in text, (fraction, text)
+        assert "Likely cause:" in text and "Fix:" in text
+
+
+@pytest.mark.parametrize("rule, knob", [("threshold", "--tau"), ("relative", "--gamma"), ("topk", "--rho"),
+                                        ("soft", "--pseudo-rule")])
+def test_health_warning_names_the_fix_for_each_rule_and_side(rule, knob):
+    from nsnet.training.pseudo_labels import PseudoLabelRule, health_warning
+
+    few, many = health_warning(0.01, PseudoLabelRule(rule)), health_warning(0.99, PseudoLabelRule(rule))
+    assert f"pseudo labels ({rule})" in few and knob in few and "non-salient" in few
+    assert knob in many and "every frame salient" in many
+    if rule == "threshold":  # too few: lower the bar; too many: raise it
+        assert "lower --tau" in few and "raise --tau" in many
+    if rule == "relative":
+        assert "lower --gamma" in few and "raise --gamma" in many

@@ -176,3 +176,25 @@ def test_cli_writes_everything_and_the_contact_sheet(tmp_path, capsys):
         main([str(tmp_path / "bad"), "--size", "64by48"])
     with pytest.raises(SystemExit):
         main([str(tmp_path / "bad"), "--classes", "99"])
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_is_a_bar_only_on_a_terminal(tmp_path, capsys, caplog, monkeypatch, terminal):
+    """The CLI's rule (nsnet.progress): a tqdm bar on a terminal, log lines in a log file, and the
+    generated files carry the generator's tag either way."""
+    import logging
+    import sys
+
+    from nsnet.data.synthetic.encode import GENERATOR_TAG
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)   # capsys's stderr, asked by show_bar
+    with caplog.at_level(logging.INFO, logger="nsnet.data.synthetic.generate"):
+        generate(tmp_path / "d", 2, 0, TINY, workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert ("\r" in err and "rendering" in err) == terminal   # tqdm redraws a line with \r
+    assert ("rendering: 1/2 videos" in caplog.text and "rendering: 2 videos in" in caplog.text) == (not terminal)
+    generate(tmp_path / "e", 2, 0, TINY, workers=1, progress=False)
+    assert "rendering" not in capsys.readouterr().err
+    for video in (tmp_path / "d" / "videos").glob("*.mp4"):
+        with av.open(str(video)) as c:
+            assert c.metadata.get("comment") == GENERATOR_TAG

@@ -116,24 +116,56 @@ def test_finetune_trains_the_backbones_resumes_and_round_trips(tiny_data, tmp_pa
         np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=0, atol=1e-6, err_msg=field)
 
 
-def test_eval_fills_every_field_in_range(trained, tiny_data, tmp_path, capsys):
+def test_eval_fills_every_field_with_numbers_recomputed_from_its_rows(trained, tiny_data, tmp_path, capsys):
+    """At lam = 0.3, every number of ``eval --json`` is recomputed by a naive second implementation
+    (tests/naive.py) from the per-frame outputs in its ``--per-video`` rows."""
+    import naive
+
     _, _, out = trained
-    js, plot = tmp_path / "eval.json", tmp_path / "curve.html"
+    js, plot, per_video = tmp_path / "eval.json", tmp_path / "curve.html", tmp_path / "rows.jsonl"
     code = evaluate.main(["--data", str(tiny_data), "--checkpoint", str(out), "--subset", "all",
                           "--cache-dir", str(tmp_path / "cache"), "--json", str(js), "--plot", str(plot),
-                          "--no-progress", "--device", "cpu"])
+                          "--per-video", str(per_video), "--lam", "0.3", "--no-progress", "--device", "cpu"])
     assert code == 0
     res = json.loads(js.read_text())
     assert res["t"] == 6 and res["k"] == 2 and res["num_videos"] == 10
     assert set(res["methods"]) == {"dense", "uniform", "random", "frame_only", "attention_only", "nsnet", "oracle"}
+    rows = [json.loads(line) for line in per_video.read_text().splitlines()]
+    names = Pipeline.from_pretrained(out).class_names
+    assert len(rows) == 10 and all(r["error"] is None for r in rows)
+    labels = [names.index(r["gt"]) for r in rows]
+    kept = {  # each method's frames, from the row's own curves
+        "nsnet": lambda r, y: naive.topk(naive.fuse(r["frame_scores"], r["attention"], 0.3), 2),
+        "frame_only": lambda r, y: naive.topk(naive.fuse(r["frame_scores"], r["attention"], 1.0), 2),
+        "attention_only": lambda r, y: naive.topk(naive.fuse(r["frame_scores"], r["attention"], 0.0), 2),
+        "oracle": lambda r, y: naive.topk([p[y] for p in r["frame_probs"]], 2),
+        "uniform": lambda r, y: naive.uniform(6, 2), "dense": lambda r, y: list(range(6))}
+    for m, frames in kept.items():
+        scores = [naive.mean_rows(r["frame_probs"], frames(r, y)) for r, y in zip(rows, labels)]
+        assert res["methods"][m]["map"] == pytest.approx(naive.mean_average_precision(scores, labels), abs=1e-6), m
+        assert res["methods"][m]["top1"] == pytest.approx(naive.top1(scores, labels)), m
+    random_scores = [r["class_scores"]["random"] for r in rows]  # random-K: its frames are the library's draw
+    assert res["methods"]["random"]["map"] == pytest.approx(naive.mean_average_precision(random_scores, labels),
+                                                            abs=1e-6)
     for m, v in res["methods"].items():
-        assert 0 <= v["map"] <= 1 and 0 <= v["top1"] <= 1 and v["gflops"] > 0, m
+        assert v["gflops"] > 0, m
     g = {m: v["gflops"] for m, v in res["methods"].items()}
     assert g["uniform"] == g["random"] == g["oracle"] < g["nsnet"]
     assert g["dense"] == pytest.approx(g["uniform"] * 6 / 2)  # T recognizer frames vs K
     assert g["nsnet"] == g["frame_only"] == g["attention_only"]  # T sampler previews + K frames
-    assert 0 <= res["saliency_ap"] <= 1
-    assert 0 <= res["pseudo_labels"]["precision"] <= 1 and 0 <= res["pseudo_labels"]["recall"] <= 1
+    # saliency AP: the fused score against the previews inside a ground-truth segment, videos with both kinds
+    inside = [naive.inside(r["timestamps_s"], r["segments"]) for r in rows]
+    aps = [naive.average_precision(r["fused"], m) for r, m in zip(rows, inside) if 0 < sum(m) < 6]
+    assert aps and res["saliency_ap"] == pytest.approx(sum(aps) / len(aps), abs=1e-6)
+    # pseudo labels (the checkpoint's rule: relative, gamma 0.8) against the same masks, pooled over videos
+    pseudo = []
+    for r, y in zip(rows, labels):
+        conf = [p[y] for p in r["frame_probs"]]
+        pseudo.append([c >= 0.8 * max(conf) for c in conf])
+    pairs = [(a, b) for pl, m in zip(pseudo, inside) for a, b in zip(pl, m)]
+    tp = sum(a and b for a, b in pairs)
+    assert res["pseudo_labels"]["precision"] == pytest.approx(tp / sum(a for a, _ in pairs))
+    assert res["pseudo_labels"]["recall"] == pytest.approx(tp / sum(b for _, b in pairs))
     assert res["unknown_labels"] == {}
     html = plot.read_text()
     assert len(html) < 100_000 and 'src="plotly.min.js"' in html  # plotly.js once, beside it
@@ -181,7 +213,7 @@ def test_predict_json_follows_the_contract(trained, tiny_data, capsys):
     assert predict.main([str(video), "--checkpoint", str(out), "--json", "--k", "3", "--device", "cpu"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert set(d) == {"video", "timestamps_s", "frame_scores", "attention", "fused", "selected", "labels",
-                      "timings_ms", "gflops"}
+                      "timings_ms", "gflops", "model"}
     assert set(d["video"]) >= {"path", "duration_s", "fps", "width", "height", "num_frames"}
     assert len(d["fused"]) == 6 and len(d["selected"]) == 3 and d["selected"] == sorted(d["selected"])
     assert d["timestamps_s"] == sorted(d["timestamps_s"]) and d["timestamps_s"][-1] <= d["video"]["duration_s"]

@@ -243,12 +243,13 @@ def test_augment_crops_and_flips_each_video_consistently_over_time():
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
-def test_autocast_is_bf16_on_cuda_only(monkeypatch):
-    assert not isinstance(modules.autocast(torch.device("cpu")), torch.autocast)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    ctx = modules.autocast(torch.device("cuda"))
-    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16 and ctx.device == "cuda"
-    assert not isinstance(modules.autocast(torch.device("cuda"), enabled=False), torch.autocast)
+def test_autocast_follows_the_training_pipelines_precision():
+    assert not isinstance(modules.autocast(torch.device("cpu"), None), torch.autocast)  # float32: no autocast
+    ctx = modules.autocast(torch.device("cuda"), torch.float16)  # what precision auto gives on CUDA
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.float16 and ctx.device == "cuda"
+    assert TrainConfig(amp=False).compute_precision == "fp32" and TrainConfig(precision="bf16").compute_precision == "bf16"
+    with pytest.raises(ConfigError, match="contradicts"):
+        TrainConfig(amp=False, precision="fp16")
 
 
 def test_finetune_with_chunks_accumulation_and_augmentation(tiny_data, tmp_path, cache, monkeypatch, caplog):

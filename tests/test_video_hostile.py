@@ -30,7 +30,7 @@ from nsnet.video import sampling as sampling_module
 from nsnet.video.decoder import Decoder
 
 REPO = Path(__file__).resolve().parents[1]
-TSN_30_8 = [1, 5, 9, 13, 16, 20, 24, 28]   # floor((t + 0.5) * 30 / 8): 30 frames at 10 fps, T = 8
+TSN_30_8 = [2, 6, 9, 13, 17, 21, 24, 28]   # nearest (t + 0.5) * 30 / 8 = 1.875, 5.625, ...: 30 frames at 10 fps, T = 8
 
 
 def resources() -> tuple[int, int]:

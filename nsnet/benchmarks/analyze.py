@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli.common import default_checkpoint
 from ..evaluation.analyze import AnalyzeOptions, analyze, resolve_inputs
+from ..evaluation.engine import default_workers
 from ..evaluation.jsonl import iter_rows
 from ..evaluation.rows import summarize
 from ..inference import Pipeline
+from ..inference.checkpoint import default_checkpoint
 from ..inference.pipeline import PRECISIONS
 
 log = logging.getLogger(__name__)
@@ -103,14 +104,12 @@ def _medians(stages: dict[str, list[float]]) -> dict[str, float | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli.analyze import default_workers
-
     args = _parser().parse_args(argv)
     data = _data(args)
-    pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device)
-    for precision in [*args.precision, args.loop_precision]:
-        pipe.set_precision(precision)  # refuse one this device cannot run before anything is timed
-    pipe.set_precision("auto")
+    base = Pipeline.from_pretrained(args.checkpoint, device=args.device)
+    # one view of the loaded networks per precision; one this device cannot run is refused before anything is timed
+    pipes = {p: base.with_precision(p) for p in [*args.precision, args.loop_precision]}
+    pipe = pipes[args.loop_precision]
     records, _ = resolve_inputs([data], subset="all", max_videos=args.max_videos)
     t, k, lam = args.frames, args.k, pipe.config.lam
     workers = default_workers(pipe.device) if args.workers is None else args.workers
@@ -129,18 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             for what in paths[i % len(paths):] + paths[:i % len(paths)]:
                 start, start_cpu = time.perf_counter(), _cpu_s()
                 if what == "loop":  # Pipeline.analyze as a user calls it (by default: the default precision)
-                    pipe.set_precision(args.loop_precision)
                     loop_labels.update(_loop(pipe, chunk, t, k, lam, loop_stages))
                 else:
-                    pipe.set_precision(what.split()[1])
                     out = Path(tmp) / f"round{i}-{what.split()[1]}.jsonl"
-                    analyze(pipe, chunk, AnalyzeOptions(out=str(out), num_frames=t, k=k, lam=lam,
+                    analyze(pipes[what.split()[1]], chunk, AnalyzeOptions(out=str(out), num_frames=t, k=k, lam=lam,
                                                         batch_size=args.batch_size, workers=workers,
                                                         progress=False, checkpoint=str(args.checkpoint)))
                     rows[what] += list(iter_rows(out))
                 wall[what] += time.perf_counter() - start
                 cpu[what] += _cpu_s() - start_cpu
-    pipe.set_precision("auto")
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
                f"{torch.cuda.get_device_name(pipe.device) if pipe.device.type == 'cuda' else 'CPU'}")
     n = len(records)

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 
 from ..config import PipelineConfig
-from ..cli.common import BUNDLED_CHECKPOINT, default_checkpoint
 from ..inference import Pipeline
+from ..inference.checkpoint import BUNDLED_CHECKPOINT, default_checkpoint
 from .decode import make_clip
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--video", type=Path, help="clip to measure (default: a generated 60-s 720p clip)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench-decode")
+    p.add_argument("--clip-minutes", type=float, default=1.0, help="length of the generated clip (default 1)")
+    p.add_argument("--clip-height", type=int, default=720, help="height of the generated 16:9 clip (default 720)")
     p.add_argument("--checkpoint", default=default_checkpoint())
     p.add_argument("--frames", "-T", type=int, default=None)
     p.add_argument("--k", "-K", type=int, default=None)
@@ -62,16 +64,10 @@ def _dense_ms(pipe: Pipeline, frames) -> float:
 def throughput(pipe: Pipeline, frames, k: int, batch: int, repeats: int = 3) -> float:
     """Videos/s of sampler + top-K + recognizer on a batch of already-decoded previews."""
     frames = torch.as_tensor(frames)
-    t = frames.shape[0]
-    batch_frames = frames.unsqueeze(0).expand(batch, *frames.shape).reshape(-1, *frames.shape[1:])
+    videos = frames.unsqueeze(0).expand(batch, *frames.shape)  # (B, T, H, W, 3)
 
-    def run():
-        with pipe.autocast():
-            xs = pipe.prepare(batch_frames, pipe.sampler.backbone, pipe.config.sampler.input_size)
-            out = pipe.sampler(xs.view(batch, t, *xs.shape[1:]), k, pipe.config.lam)       # (B, K) selected
-            rows = (out.selected + torch.arange(batch, device=out.selected.device).unsqueeze(1) * t).flatten()
-            xr = pipe.prepare(batch_frames[rows.cpu()], pipe.recognizer.backbone, pipe.config.recognizer.input_size)
-            return pipe.recognizer(xr.view(batch, k, *xr.shape[1:]))
+    def run():  # backbones in the pipeline's precision, heads in float32 (Pipeline.run_batch)
+        return pipe.run_batch(videos, k, pipe.config.lam)
 
     run()  # warm-up
     best = min(_timed(run, pipe.device)[0] for _ in range(repeats))
@@ -87,25 +83,31 @@ def _load(checkpoint: str, device: str) -> Pipeline:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if not (1 <= args.repeats <= 1000 and 1 <= args.batch <= 1024 and 0 < args.clip_minutes <= 600
+            and 16 <= args.clip_height <= 4320):
+        _parser().error("need 1 <= --repeats <= 1000, 1 <= --batch <= 1024, 0 < --clip-minutes <= 600 and "
+                        "16 <= --clip-height <= 4320")
     pipe = _load(args.checkpoint, args.device)
     t = args.frames or pipe.config.num_frames
     k = args.k or pipe.config.k
-    video = args.video or make_clip(args.workdir, "bench", 1280, 720, minutes=1.0)
+    width = int(round(args.clip_height * 16 / 9)) // 2 * 2
+    video = args.video or make_clip(args.workdir, "bench", width, args.clip_height // 2 * 2, minutes=args.clip_minutes)
     pipe.analyze(video, t, k)  # warm-up: first-call allocations, FLOP counting
     stages: dict[str, list[float]] = {"decode": [], "sampler": [], "recognizer": [], "nsnet_total": [],
                                       "dense_recognizer": [], "dense_total": []}
-    result = None
+    result = clip = None
     for _ in range(args.repeats):
-        result = pipe.analyze(video, t, k)
+        clip, decode_ms = pipe.read(video, t)   # the previews, kept for dense-T and the throughput
+        result = pipe.analyze_clip(clip, k, decode_ms=decode_ms)
         tm = result.timings_ms
         for name in ("decode", "sampler", "recognizer"):
             stages[name].append(tm[name])
         stages["nsnet_total"].append(tm["total"])
-        dense = _dense_ms(pipe, result.frames)
+        dense = _dense_ms(pipe, clip.frames)
         stages["dense_recognizer"].append(dense)
         stages["dense_total"].append(tm["decode"] + dense)
     med = {name: statistics.median(v) for name, v in stages.items()}
-    vps = throughput(pipe, result.frames, k, args.batch)
+    vps = throughput(pipe, clip.frames, k, args.batch)
     g = result.gflops
     machine = (f"{platform.machine()}, {torch.get_num_threads()} threads, "
                f"{torch.cuda.get_device_name(pipe.device) if pipe.device.type == 'cuda' else 'CPU'}")

@@ -19,6 +19,7 @@ COMMANDS = {
     "analyze": ("nsnet.cli.analyze", "run NSNet over a whole dataset: one JSONL row a video, resumable, torchrun"),
     "ablate": ("nsnet.cli.ablate", "measure the open design choices (pseudo labels, attention, L_non, lam)"),
     "bench": ("nsnet.cli.bench", "measure decode / sampler / recognizer cost"),
+    "export": ("nsnet.cli.export", "one video as files: saliency chart (PNG, SVG), highlight clip (MP4), JSON"),
     "demo-model": ("nsnet.cli.demo_model", "rebuild the bundled demo checkpoint and example clips"),
 }
 
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"nsnet: unknown command {name!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
-    # predict keeps stderr for its one-line error; the long-running commands narrate at INFO
-    default = "WARNING" if name == "predict" else "INFO"
+    # predict and export keep stderr for their one-line error; the long-running commands narrate at INFO
+    default = "WARNING" if name in ("predict", "export") else "INFO"
     logging.basicConfig(level=os.environ.get("NSNET_LOG_LEVEL", default).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     module = importlib.import_module(COMMANDS[name][0])

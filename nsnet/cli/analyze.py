@@ -13,30 +13,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 
 import torch
 
 from .. import distributed as dist_utils
 from ..config import PipelineConfig
+from ..errors import one_line
 from ..evaluation.analyze import AnalyzeOptions, analyze, format_summary, resolve_inputs
+from ..evaluation.engine import default_workers
+from ..evaluation.jsonl import check_out
 from ..inference import Pipeline, resolve_device
-from .common import USER_ERRORS, add_backbone_path_flag, add_precision_flag, default_checkpoint
+from .common import (INTERRUPTED, USER_ERRORS, add_backbone_path_flag, add_precision_flag, default_checkpoint,
+                     is_main_process, resume_command)
 
 log = logging.getLogger(__name__)
 
-#: Collectives wait this long for the slowest rank's shard (torch's default is minutes).
-BARRIER_TIMEOUT_S = 7 * 24 * 3600.0
-
-
-def default_workers(device: torch.device) -> int:
-    """Decoding processes per rank: on CUDA the cores left after the main process (1..8); on
-    CPU none up to 2 cores (the networks use both: a decoding process only competes with
-    them, measured in the README), else a quarter of the cores (1..8)."""
-    cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    if device.type == "cuda":
-        return max(1, min(8, cores - 1))
-    return 0 if cores <= 2 else max(1, min(8, cores // 4))
+#: Collectives wait this long for the slowest rank's shard (torch's default is minutes); ``train`` waits as long.
+BARRIER_TIMEOUT_S = dist_utils.DEFAULT_TIMEOUT_S
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = dist_utils.DistInfo()
     try:
+        check_out(args.out)  # a folder, FIFO or device --out is refused before the model loads
         device = resolve_device(args.device)
-        info = dist_utils.init(device, timeout_s=BARRIER_TIMEOUT_S)
+        info = dist_utils.init(device)  # collectives wait dist_utils.collective_timeout_s()
         if device.type == "cuda" and info.enabled:
             device = torch.device("cuda", info.local_rank)
-        pipe = Pipeline.from_pretrained(args.checkpoint, device=device, backbone_paths=dict(args.backbone_paths))
-        pipe.set_precision(args.precision)
+        pipe = Pipeline.from_pretrained(args.checkpoint, device=device,
+                                        precision=args.precision, backbone_paths=dict(args.backbone_paths))
         t = args.frames or pipe.config.num_frames
         k = pipe.config.k if args.k is None else args.k
         lam = pipe.config.lam if args.lam is None else args.lam
@@ -97,6 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, ValueError) as exc:  # a bad flag, checkpoint, dataset, --device cuda without a GPU
         log.error("%s", exc)
         return 2
+    except OSError as exc:  # the file system: a folder that cannot be created, a read-only disk
+        log.error("%s", one_line(exc))
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, no traceback; the rows written so far stay
+        if is_main_process():
+            log.warning("interrupted: the rows written so far are kept in %s; resume with: %s", args.out,
+                        resume_command("analyze", argv))
+        return INTERRUPTED
     finally:
         dist_utils.shutdown(info)
     if summary is not None:

@@ -86,10 +86,16 @@ def _results_markdown(val: dict, held: dict, meta: dict) -> str:
         pl = res.get("pseudo_labels") or {}
         if res.get("saliency_ap") is not None:
             extra.append(f"- {name}: saliency AP {100 * res['saliency_ap']:.1f}, pseudo-label precision "
-                         f"{100 * pl.get('precision', float('nan')):.1f} / recall {100 * pl.get('recall', float('nan')):.1f} "
+                         f"{_pct(pl.get('precision'))} / recall {_pct(pl.get('recall'))} "
                          f"({res['num_videos']} videos, T={res['t']}, K={res['k']})")
     return "\n".join(rows + [""] + extra + ["", f"training: {meta.get('num_train_videos')} videos, "
                                                 f"{meta.get('train_seconds')} s"]) + "\n"
+
+
+def _pct(value) -> str:
+    """A fraction as a percentage with one decimal, or n/a (a pseudo-label precision is null
+    when no frame was labelled salient)."""
+    return "n/a" if value is None else f"{100 * value:.1f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         records, _ = load_records(args.data, args.subset, video_root=args.video_root, max_videos=args.max_videos)
-        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device, backbone_paths=dict(args.backbone_paths))
-        pipe.set_precision(args.precision)
+        pipe = Pipeline.from_pretrained(args.checkpoint, device=args.device,
+                                        precision=args.precision, backbone_paths=dict(args.backbone_paths))
         records, unknown = map_labels(records, pipe.class_names)  # the checkpoint's classes, by name
         if unknown:
             log.warning("left out %d videos whose labels the checkpoint does not know: %s",

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 
 from ..inference import Pipeline
+from ..inference.result import model_info
 from ..video import VideoError
 from .common import add_backbone_path_flag, default_checkpoint
 
@@ -52,5 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not pipe.config.trained:
         log.warning("checkpoint %s is untrained: labels are meaningless", args.checkpoint)
+    result = dataclasses.replace(result, model=model_info(pipe.config, args.checkpoint))
+    warning = synthetic_warning(result, args.video)
+    if warning:
+        print(warning, file=sys.stderr)
     print(json.dumps(result.to_dict()) if args.json else _summary(result))
     return 0
+
+
+def synthetic_warning(result, video: str) -> str | None:
+    """One line when a model that knows only synthetic-benchmark classes labels a clip that is not a
+    benchmark video (:func:`~nsnet.data.synthetic.encode.is_benchmark_video`); None otherwise."""
+    model = result.model or {}
+    if not model.get("synthetic") or not result.labels:
+        return None
+    from ..data.synthetic.encode import is_benchmark_video
+
+    if is_benchmark_video(video):
+        return None
+    return (f"warning: {model.get('name') or 'this model'} knows only the {model.get('num_classes')} classes of "
+            f"NSNet's synthetic benchmark: '{result.labels[0]['label']}' is one of them, not a description of "
+            "this clip; for real videos pass a checkpoint trained on real data (--checkpoint DIR_OR_HUB_ID, or "
+            "set NSNET_CHECKPOINT)")

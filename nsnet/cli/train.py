@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
+from ..inference.pipeline import PRECISIONS
 from ..training import TrainConfig, run
 from ..training.config import DERIVED, LEGACY_KEYS
 from ..training.pseudo_labels import RULES
-from .common import USER_ERRORS
+from ..training.interrupt import TrainingInterrupted
+from .common import INTERRUPTED, USER_ERRORS, is_main_process, resume_command
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,11 @@ HELP: dict[str, str] = {
     "frame_chunk": "--finetune: frames per backbone pass, checkpointed, so batch x T frames never sit in memory "
                    "at once (0: all at once)",
     "augment": "--finetune: random resized crop and horizontal flip of each training video's previews",
-    "amp": "--finetune: bf16 autocast on CUDA GPUs that support it (no effect on CPU)",
+    "amp": "--no-amp: everything in float32, same as --precision fp32",
+    "precision": "what the backbones run in, for the cached features and fine-tuning (heads always float32): "
+                 "auto = fp16 autocast on CUDA (with loss scaling when fine-tuning), float32 on CPU; fp32; bf16 "
+                 "(a GPU with native bf16, or a CPU); fp16 (CUDA)",
+    "preview_workers": "--finetune: DataLoader processes reading the next batches' previews while a batch trains",
     "val_subset": "subset to validate on after epochs ('' or none: no validation, no best checkpoint)",
     "val_every": "validate every N epochs and after the last (0: never)",
     "device": "auto (CUDA when present), cpu, cuda or cuda:N",
@@ -82,10 +88,11 @@ HELP: dict[str, str] = {
     "recognizer.dropout": "dropout before the recognizer's linear head",
     "recognizer.head": "linear: a head trained on the labels; backbone: the backbone's own classifier",
 }
-CHOICES = {"pseudo_rule": RULES, "non_mode": ("uniform", "background"), "sampler.attention": ("sigmoid", "softmax"),
-           "recognizer.head": ("linear", "backbone")}
+CHOICES = {"precision": PRECISIONS, "pseudo_rule": RULES, "non_mode": ("uniform", "background"),
+           "sampler.attention": ("sigmoid", "softmax"), "recognizer.head": ("linear", "backbone")}
 #: defaults that are computed, shown in words
-SHOWN_DEFAULTS = {"video_root": "beside the annotations", "max_videos": "all", "data": "none, required",
+SHOWN_DEFAULTS = {"preview_workers": "on CUDA the cores left after this process, up to 4; on CPU 0",
+                  "video_root": "beside the annotations", "max_videos": "all", "data": "none, required",
                   "cache_dir": "$NSNET_CACHE_DIR, else $XDG_CACHE_HOME/nsnet, else ~/.cache/nsnet"}
 
 _ALIASES = {  # older flat flags -> what they set (kept so existing scripts keep working)
@@ -116,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         if f.name in ("extra", "pipeline"):
             continue
         default = getattr(defaults, f.name)
-        kind = {"max_videos": int, "video_root": str, "cache_dir": str}.get(f.name)
+        kind = {"max_videos": int, "video_root": str, "cache_dir": str, "preview_workers": int}.get(f.name)
         _add(p, "--" + f.name.replace("_", "-"), f.name, default, kind)
     pipe = p.add_argument_group("pipeline (saved in the checkpoint's config.json)")
     base = PipelineConfig()
@@ -157,13 +164,30 @@ def config_from_args(argv: list[str] | None) -> TrainConfig:
     return cfg
 
 
+def interrupted_line(cfg: TrainConfig | None, exc: KeyboardInterrupt, argv: list[str] | None) -> str:
+    """The one line ``train`` ends with on Ctrl-C: what was saved and the command that resumes."""
+    again = resume_command("train", argv)
+    if isinstance(exc, TrainingInterrupted):
+        if exc.saved is None:
+            return f"interrupted (--no-save-state: no training state to resume from); run again with: {again}"
+        return f"interrupted: training state saved after {exc.saved} ({exc.state_path}); resume with: {again}"
+    if cfg is not None and cfg.state_path.is_file():
+        return f"interrupted: the last training state ({cfg.state_path}) is kept; resume with: {again}"
+    return f"interrupted before a training state was written (the caches are kept); resume with: {again}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    cfg = None
     try:
         cfg = config_from_args(argv)
         result = run(cfg)
     except USER_ERRORS as exc:
         log.error("%s", exc)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, no traceback
+        if is_main_process():
+            log.warning("%s", interrupted_line(cfg, exc, argv))
+        return INTERRUPTED
     if result.checkpoint:
         log.info("checkpoint written to %s", result.checkpoint)
     return 0

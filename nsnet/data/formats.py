@@ -41,19 +41,22 @@ missing are kept (so evaluation can report them) and counted in one warning.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
 from collections import defaultdict
 from pathlib import Path
 
+from .. import jsonsafe
 from .records import VIDEO_EXTENSIONS, DatasetError, Problems, VideoRecord, normalise_subset
 
 __all__ = ["load_dataset", "read_activitynet", "read_kinetics_csv", "read_folder_tree", "index_videos",
            "read_class_names", "detect_format"]
 
 log = logging.getLogger(__name__)
+
+#: Largest annotation JSON read (ActivityNet v1.3's is about 10 MB).
+MAX_ANNOTATION_BYTES = 256 << 20
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -136,12 +139,10 @@ def read_activitynet(ann_file: str | os.PathLike, video_root: str | os.PathLike 
                      class_names: list[str] | None = None) -> tuple[list[VideoRecord], list[str]]:
     """Read an ActivityNet v1.3 JSON (see the module docstring)."""
     ann_file = Path(ann_file)
-    try:
-        doc = json.loads(ann_file.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise DatasetError(f"{ann_file}: no such annotation file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{ann_file}: not a readable JSON file ({e})") from None
+    if not ann_file.exists():
+        raise DatasetError(f"{ann_file}: no such annotation file")
+    doc = jsonsafe.load_file(ann_file, f"{ann_file}: not a readable JSON file", max_bytes=MAX_ANNOTATION_BYTES,
+                             error=DatasetError)  # a regular file, size and nesting bounded
     db = doc.get("database") if isinstance(doc, dict) else None
     if not isinstance(db, dict):
         raise DatasetError(f"{ann_file}: no 'database' object (not the ActivityNet v1.3 layout)")

@@ -7,6 +7,9 @@
 * :mod:`.engine`   -- decoding in DataLoader workers, networks batched across videos.
 * :mod:`.jsonl`    -- rows written as they finish, resumed, merged across ranks.
 * :mod:`.analyze`  -- ``nsnet analyze``: inputs, sharding under torchrun, resume, summary.
+* :mod:`.faithfulness` -- keep / drop the most / least salient frames: is the saliency faithful?
+* :mod:`.classwise` -- per-class top-1 and AP.
+* :mod:`.results` -- a results file read back with its run file's class names.
 """
 from .evaluate import METHODS, FrameOutputs, evaluate, frame_outputs, k_curve, video_rows, write_curve_html
 from .jsonl import write_rows

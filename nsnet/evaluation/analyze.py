@@ -14,6 +14,7 @@ after a crash or a killed rank does only what is missing.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,13 +24,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import distributed as dist_utils
-from ..config import ConfigError
 from ..data.formats import load_dataset
 from ..data.records import VIDEO_EXTENSIONS, DatasetError, VideoRecord
+from ..models.backbones.base import backbone_fingerprint
 from . import engine, jsonl
 from .rows import ROW_METHODS, VideoInfo, summarize
 
-__all__ = ["AnalyzeOptions", "resolve_inputs", "analyze", "format_summary"]
+__all__ = ["AnalyzeOptions", "resolve_inputs", "analyze", "format_summary", "model_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -65,37 +66,51 @@ def _is_dataset(path: Path) -> bool:
 def resolve_inputs(inputs: Sequence[str | os.PathLike], *, video_root: str | os.PathLike | None = None,
                    subset: str | None = None, max_videos: int | None = None
                    ) -> tuple[list[VideoRecord], list[str] | None]:
-    """Records to analyse and the dataset's class names (None for plain files and folders).
+    """Records to analyse and the datasets' class names (None when no annotation file is given).
 
-    One annotation file (or a folder with ``annotations.json``) gives its records of
+    An annotation file (or a folder with ``annotations.json``) gives its records of
     ``subset`` (``None`` / ``"all"``: every one), labelled or not, missing files kept (they
-    become error rows). Otherwise each input is a video file (id: its stem, its path when
-    two stems collide) or a folder (every video under it; id: the path relative to it
-    without extension); paths that do not exist are kept as files (error rows).
+    become error rows); several must share their class names. Every other input is a video
+    file (id: its stem; its path when the stem is taken) or a folder (every video under it;
+    id: the path relative to it without extension), unlabelled; paths that do not exist are
+    kept as files (error rows). Inputs can be mixed: an annotated folder plus a few extra
+    clips keeps the folder's labels, and the extra clips are unlabelled. A file listed
+    twice is analysed once, as its first listing (a labelled one first).
     """
     paths = [Path(p) for p in inputs]
     if not paths:
         raise DatasetError("no input: give an annotation file, a folder or video files")
-    if len(paths) == 1 and _is_dataset(paths[0]):
-        records, names = load_dataset(paths[0], video_root=video_root, subset=subset)
-        if not records:
-            raise DatasetError(f"{paths[0]}: no videos in subset {subset!r}")
-    else:
-        if video_root is not None or subset not in (None, "all"):
-            log.warning("--video-root and --subset apply to annotation files only; ignored")
-        found: list[tuple[str, Path]] = []
-        for p in paths:
-            if p.is_dir():
-                found += [(f.relative_to(p).with_suffix("").as_posix(), f) for f in _walk(p)]
-            else:
-                found.append((p.stem, p))
-        unique_paths = {os.path.abspath(f): (vid, f) for vid, f in reversed(found)}  # first listing wins
-        if len(unique_paths) < len(found):
-            log.warning("%d inputs listed twice were dropped", len(found) - len(unique_paths))
-        found = [unique_paths[k] for k in dict.fromkeys(os.path.abspath(f) for _, f in found)]
-        stems = [vid for vid, _ in found]
-        records = [VideoRecord(vid if stems.count(vid) == 1 else str(f), f, None, -1, None) for vid, f in found]
-        names = None
+    datasets = [p for p in paths if _is_dataset(p)]
+    if not datasets and (video_root is not None or subset not in (None, "all")):
+        log.warning("--video-root and --subset apply to annotation files only; ignored")
+    records: list[VideoRecord] = []
+    names: list[str] | None = None
+    for p in datasets:
+        found_records, found_names = load_dataset(p, video_root=video_root, subset=subset)
+        if not found_records:
+            raise DatasetError(f"{p}: no videos in subset {subset!r}")
+        if names is not None and found_names != names:
+            raise DatasetError(f"{p}: its classes differ from those of {datasets[0]}; analyse them separately")
+        names = found_names
+        records += found_records
+    found: list[tuple[str, Path]] = []
+    for p in paths:
+        if p in datasets:
+            continue
+        if p.is_dir():
+            found += [(f.relative_to(p).with_suffix("").as_posix(), f) for f in _walk(p)]
+        else:
+            found.append((p.stem, p))
+    labelled_paths = {os.path.abspath(r.path) for r in records}
+    unique_paths = {os.path.abspath(f): (vid, f) for vid, f in reversed(found)}  # first listing wins
+    twice = len(found) - len(unique_paths) + sum(k in labelled_paths for k in unique_paths)
+    if twice:
+        log.warning("%d inputs listed twice were dropped", twice)
+    found = [unique_paths[k] for k in dict.fromkeys(os.path.abspath(f) for _, f in found) if k not in labelled_paths]
+    stems = [vid for vid, _ in found]
+    taken = {r.video_id for r in records}
+    records += [VideoRecord(vid if stems.count(vid) == 1 and vid not in taken else str(f), f, None, -1, None)
+                for vid, f in found]
     unique: dict[str, VideoRecord] = {}
     for r in records:
         unique.setdefault(r.video_id, r)
@@ -106,49 +121,91 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike], *, video_root: str | os.
         records = records[:max_videos]
     if not records:
         raise DatasetError("no videos found in the inputs")
+    if datasets and found:
+        labelled = sum(r.label is not None for r in records)
+        log.info("%d videos from annotation files and other files: %d labelled, %d unlabelled",
+                 len(records), labelled, len(records) - labelled)
     return records, names
 
 
+def model_fingerprint(pipe) -> str:
+    """Short hash of a pipeline's weights (every tensor of sampler and recognizer) and class names:
+    what ``OUT.run.json`` records so that ``--resume`` appends only rows of the same model."""
+    h = hashlib.sha256()
+    for module in (pipe.sampler, pipe.recognizer):
+        h.update(backbone_fingerprint(module).encode())
+    h.update(json.dumps(list(pipe.class_names)).encode())
+    return h.hexdigest()[:16]
+
+
 def _settings(opts: AnalyzeOptions, pipe) -> dict[str, Any]:
-    return {"checkpoint": opts.checkpoint, "t": opts.num_frames, "k": opts.k, "lam": opts.lam, "seed": opts.seed,
-            "precision": pipe.compute_precision}
+    """What ``OUT.run.json`` records: the settings ``--resume`` checks, what the model knows (``model``,
+    :func:`~nsnet.inference.result.model_info`) and its class names in the order of the rows'
+    ``class_scores`` / ``frame_probs`` (``classes``), so the rows read without the checkpoint."""
+    from ..inference.result import model_info
+
+    return {"checkpoint": opts.checkpoint, "fingerprint": model_fingerprint(pipe), "t": opts.num_frames,
+            "k": opts.k, "lam": opts.lam, "seed": opts.seed, "precision": pipe.compute_precision,
+            "model": model_info(pipe.config, opts.checkpoint), "classes": list(pipe.class_names)}
 
 
-def _prepare_out(opts: AnalyzeOptions, pipe) -> set[str]:
-    """Check ``OUT`` against ``resume``; the ids already done. Every rank reads, nothing is written."""
-    out, parts = Path(opts.out), jsonl.part_files(opts.out)
-    existing = [p for p in [out, *parts] if p.is_file() and p.stat().st_size > 0]
-    if not opts.resume:
-        if existing:
-            raise ConfigError(f"{existing[0]} already exists: pass --resume to finish that run, or remove it")
-        return set()
-    run = jsonl.run_path(out)
-    if run.is_file():
-        try:
-            before = json.loads(run.read_text())
-        except (OSError, json.JSONDecodeError):
-            before = {}
-        mine = _settings(opts, pipe)
-        changed = [key for key in ("t", "k", "lam", "seed", "precision") if key in before and before[key] != mine[key]]
-        if changed:
-            raise ConfigError(f"{out} was written with other settings ({', '.join(f'{c}={before[c]}' for c in changed)})"
-                              ": resume with the same ones, or write to another --out")
-    return jsonl.done_ids(out)
+def _prepare_out(opts: AnalyzeOptions, pipe, settings: dict[str, Any]) -> set[str]:
+    """Check ``OUT`` against ``resume`` (:func:`nsnet.evaluation.jsonl.prepare_out`); the ids already done.
+    Every rank reads, nothing is written."""
+    return jsonl.prepare_out(opts.out, settings, resume=opts.resume, num_classes=len(pipe.class_names))
+
+
+def _same_on_every_rank(message: str | None, dist: dist_utils.DistInfo) -> str | None:
+    """Rank 0's ``message`` on every rank (a refusal only rank 0 can see: the lock)."""
+    if not dist.enabled:
+        return message
+    import torch.distributed
+
+    box = [message]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def analyze(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
             dist: dist_utils.DistInfo | None = None) -> dict[str, Any] | None:
-    """Analyse ``records`` into ``opts.out``; rank 0 returns the summary (other ranks None)."""
+    """Analyse ``records`` into ``opts.out``; rank 0 returns the summary (other ranks None).
+
+    ``OUT`` is checked up front (:func:`~nsnet.evaluation.jsonl.check_out`: a folder, a FIFO or a
+    device is refused before anything is created) and rank 0 holds
+    :class:`~nsnet.evaluation.jsonl.OutLock` for the whole run, so a second run on the same
+    ``OUT`` is refused (``ResultFileError``, one line naming the holder). A full disk or a
+    file-size limit is a ``ResultFileError`` too; the rows written before it are kept for
+    ``--resume``.
+    """
     dist = dist or dist_utils.DistInfo()
+    out = Path(opts.out)
+    jsonl.check_out(out)
+    lock, refused = jsonl.OutLock(out), None
+    if dist.is_main:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+        except (jsonl.ResultFileError, OSError) as exc:
+            refused = str(exc) if isinstance(exc, jsonl.ResultFileError) else \
+                f"{out}: cannot create it ({exc.strerror or type(exc).__name__})"
+    refused = _same_on_every_rank(refused, dist)
+    if refused:
+        raise jsonl.ResultFileError(refused)
+    try:
+        return _analyze_locked(pipe, records, opts, dist)
+    finally:
+        lock.release()
+
+
+def _analyze_locked(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
+                    dist: dist_utils.DistInfo) -> dict[str, Any] | None:
     start = time.perf_counter()
     out = Path(opts.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = _prepare_out(opts, pipe)
+    settings = _settings(opts, pipe)
+    done = _prepare_out(opts, pipe, settings)
     dist_utils.barrier(dist)  # every rank has read what is done before anyone writes
     if dist.is_main:
-        tmp = jsonl.run_path(out).with_name(f".{jsonl.run_path(out).name}.tmp")
-        tmp.write_text(json.dumps(_settings(opts, pipe), indent=1) + "\n")
-        os.replace(tmp, jsonl.run_path(out))
+        jsonl.atomic_write_text(jsonl.run_path(out), json.dumps(settings, indent=1) + "\n")
     todo = [r for r in records if r.video_id not in done]
     mine = [VideoInfo.from_record(r) for r in todo[dist.rank::dist.world_size]]
     if dist.is_main:
@@ -164,15 +221,13 @@ def analyze(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
         return None
     total = jsonl.merge(out, {r.video_id: i for i, r in enumerate(records)})
     wall = time.perf_counter() - start
-    summary = summarize(jsonl.iter_rows(out), pipe.class_names)
+    summary = summarize(jsonl.iter_rows(out), pipe.class_names, seed=opts.seed)
     processed = max(0, total - len(done))
-    summary.update(_settings(opts, pipe), num_videos=total, processed=processed, wall_s=round(wall, 2),
+    summary.update(settings, num_videos=total, processed=processed, wall_s=round(wall, 2),
                    videos_per_s=round(processed / wall, 3) if wall > 0 else None, device=str(pipe.device),
                    world_size=dist.world_size, batch_size=opts.batch_size, workers=opts.workers, out=str(out))
-    path = jsonl.summary_path(out)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, path)
+    jsonl.atomic_write_text(jsonl.summary_path(out), json.dumps(summary, indent=2) + "\n",
+                            "the rows are complete in " + out.name)
     return summary
 
 
@@ -194,4 +249,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"| {m} | {pct(v['map'])} | {pct(v['top1'])} | {gf} |")
     if summary.get("saliency_ap") is not None:
         lines.append(f"\nsaliency AP (fused, against ground-truth segments): {100 * summary['saliency_ap']:.1f}")
+    faith = summary.get("faithfulness")
+    if faith:  # docs/method.md, "Faithfulness"
+        auc = {name: "-" if v is None else f"{100 * v:.1f}" for name, v in faith["auc"].items()}
+        lines.append(f"faithfulness (top-1 vs {faith['target']}, area over k = 1..{faith['t'] - 1}, "
+                     f"{faith['videos']} videos): keep most / random / least salient {auc['keep_most']} / "
+                     f"{auc['keep_random']} / {auc['keep_least']}; drop them {auc['drop_most']} / "
+                     f"{auc['drop_random']} / {auc['drop_least']}")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ features and the same numbers, bit for bit, with the same device and thread coun
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any, Callable, Sequence
 
@@ -29,9 +30,19 @@ from ..progress import RateLog, show_bar
 from ..video import VideoError, read_clip
 from .rows import VideoInfo, error_row, head_outputs, make_row
 
-__all__ = ["DecodeDataset", "collate", "run"]
+__all__ = ["DecodeDataset", "collate", "default_workers", "run"]
 
 log = logging.getLogger(__name__)
+
+
+def default_workers(device: torch.device) -> int:
+    """Decoding processes per rank: on CUDA the cores left after the main process (1..8); on
+    CPU none up to 2 cores (the networks use both: a decoding process only competes with
+    them, measured in the README), else a quarter of the cores (1..8)."""
+    cores = (os.cpu_count() or 1) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if device.type == "cuda":
+        return max(1, min(8, cores - 1))
+    return 0 if cores <= 2 else max(1, min(8, cores // 4))
 
 
 def _failure(path, exc: BaseException) -> str:

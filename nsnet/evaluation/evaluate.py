@@ -22,13 +22,15 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import PipelineConfig
 from ..inference import Pipeline
 from ..inference.methods import METHODS, method_gflops, select, video_scores, video_seed
 from ..inference.result import json_safe
 from ..models.selection import fuse
 from ..training.pseudo_labels import PseudoLabelRule, teacher_confidences
 from ..metrics import average_precision, mean_average_precision, precision_recall, top1_accuracy
+from .classwise import per_class
+from .faithfulness import faithfulness_from_outputs
 from .rows import VideoInfo, VideoOutputs, error_row, head_outputs, make_row, method_scores
 
 __all__ = ["FrameOutputs", "frame_outputs", "evaluate", "k_curve", "video_rows", "write_curve_html", "METHODS"]
@@ -94,16 +96,18 @@ def evaluate(pipe: Pipeline, fs, k: int | None = None, lam: float | None = None,
     n, t = out.frame_scores.shape
     k = pipe.config.k if k is None else k
     lam = pipe.config.lam if lam is None else lam
-    if not 1 <= k <= t:
-        raise ConfigError(f"k must be between 1 and T={t}, got {k}")
+    PipelineConfig.validate(t, k, lam)  # the one check of T, K and lam
     labels = out.labels.numpy()
-    methods = {}
+    methods, all_scores = {}, {}
     for m in METHODS:
-        scores = _scores(out, m, k, lam, seed)
+        scores = all_scores[m] = _scores(out, m, k, lam, seed)
         methods[m] = {"map": mean_average_precision(scores, labels), "top1": top1_accuracy(scores, labels),
                       "gflops": method_gflops(m, pipe.gflops_per_video(t, k))}
     result: dict[str, Any] = {"t": t, "k": k, "num_videos": n, "methods": methods,
                               "saliency_ap": None, "pseudo_labels": None}
+    # docs/method.md, "Faithfulness": keep / drop the frames ranked by the fused saliency
+    result["faithfulness"] = faithfulness_from_outputs(out, lam, seed=seed)
+    result["per_class"] = per_class(all_scores, labels, pipe.class_names)
     if fs.gt_mask is not None:
         mask = fs.gt_mask.bool()
         fused = fuse(out.frame_scores, out.attention, lam)

@@ -31,6 +31,8 @@ from ..inference.result import json_safe
 from ..models.recognizer import class_probs
 from ..models.selection import fuse
 from ..metrics import average_precision, mean_average_precision, top1_accuracy
+from .classwise import per_class
+from .faithfulness import RowCollector
 
 __all__ = ["ROW_METHODS", "ROW_KEYS", "VideoOutputs", "VideoInfo", "head_outputs", "method_scores", "make_row",
            "error_row", "summarize", "f32_list"]
@@ -99,7 +101,7 @@ def f32_list(values) -> list[float]:
     return [float(str(v)) for v in arr]  # str(np.float32) is its shortest round-trip form
 
 
-def _saliency_ap(fused: Tensor, timestamps_s: np.ndarray, segments) -> float | None:
+def saliency_ap(fused: Tensor, timestamps_s: np.ndarray, segments) -> float | None:
     """AP of the fused saliency against the previews inside a ground-truth segment.
 
     None without segments, or when every preview or none is inside one (as ``eval``).
@@ -137,7 +139,7 @@ def make_row(info: VideoInfo, out: VideoOutputs, timestamps_s, duration_s: float
         "selected": [int(i) for i in selected],
         "teacher": f32_list(out.frame_probs[:, nsnet_top]),
         **methods,
-        "saliency_ap": _saliency_ap(fused, ts, info.segments),
+        "saliency_ap": saliency_ap(fused, ts, info.segments),
         "gflops": {m: round(float(method_gflops(m, cost)), 4) for m in ROW_METHODS},
         "timings_ms": None if timings_ms is None else {n: round(float(v), 2) for n, v in timings_ms.items()},
         "error": None,
@@ -160,16 +162,19 @@ def error_row(info: VideoInfo, error: str, timings_ms: dict[str, float] | None =
     return json_safe(row)
 
 
-def summarize(rows: Iterable[dict], class_names: Sequence[str]) -> dict[str, Any]:
+def summarize(rows: Iterable[dict], class_names: Sequence[str], *, seed: int = 0) -> dict[str, Any]:
     """Counts, and per method mAP / top-1 (labelled videos) and GFLOPs, over rows in order.
 
     The mAP of a method is :func:`~nsnet.metrics.mean_average_precision` of the
-    rows' ``class_scores`` (read back as float32), exactly as ``eval`` computes it.
+    rows' ``class_scores`` (read back as float32), exactly as ``eval`` computes it. ``per_class``
+    (:func:`~nsnet.evaluation.classwise.per_class`) and ``faithfulness`` (:mod:`nsnet.evaluation.faithfulness`,
+    random orders seeded with the run's ``seed``) come from the same rows' ``class_scores`` and ``frame_probs``.
     """
     index = {c: i for i, c in enumerate(class_names)}
     counts = {"videos": 0, "ok": 0, "errors": 0, "labelled": 0, "unlabelled": 0, "unknown_label": 0}
     scores: dict[str, list] = {m: [] for m in ROW_METHODS}
     labels, saliency, gflops, first_error = [], [], None, None
+    faith = RowCollector(class_names)
     for row in rows:
         counts["videos"] += 1
         if row.get("error"):
@@ -178,6 +183,7 @@ def summarize(rows: Iterable[dict], class_names: Sequence[str]) -> dict[str, Any
             continue
         counts["ok"] += 1
         gflops = gflops or row.get("gflops")
+        faith.add(row)
         if row.get("gt") is None:
             counts["unlabelled"] += 1
             continue
@@ -197,5 +203,7 @@ def summarize(rows: Iterable[dict], class_names: Sequence[str]) -> dict[str, Any
             s, y = np.stack(scores[m]), np.asarray(labels)
             entry.update(map=mean_average_precision(s, y), top1=top1_accuracy(s, y))
         methods[m] = entry
+    classes = per_class({m: np.stack(scores[m]) for m in ROW_METHODS}, labels, class_names) if labels else {}
     return json_safe({"counts": counts, "methods": methods,
-                      "saliency_ap": float(np.mean(saliency)) if saliency else None, "first_error": first_error})
+                      "saliency_ap": float(np.mean(saliency)) if saliency else None, "first_error": first_error,
+                      "per_class": classes, "faithfulness": faith.result(seed=seed)})

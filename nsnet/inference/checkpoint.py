@@ -17,17 +17,22 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
+from .. import jsonsafe
 from ..config import ConfigError, PipelineConfig
 from ..models.backbones import backbone_entry
 
-__all__ = ["BACKBONES_DIR", "CONFIG_NAME", "ROLES", "WEIGHTS_NAME", "CheckpointError", "backbone_sources",
-           "is_checkpoint", "portable_backbone_name", "read_checkpoint", "recorded_backbones", "resolve_checkpoint",
-           "write_checkpoint"]
+__all__ = ["BACKBONES_DIR", "CONFIG_NAME", "MAX_CONFIG_BYTES", "ROLES", "WEIGHTS_NAME", "CheckpointError",
+           "backbone_sources", "check_finite", "is_checkpoint", "load_config", "portable_backbone_name",
+           "read_checkpoint", "recorded_backbones", "resolve_checkpoint", "write_checkpoint",
+           "BUNDLED_CHECKPOINT", "default_checkpoint", "HubSizeError", "split_hub_id", "format_hub_id", "repo_files",
+           "weights_bytes", "fetch_hub_checkpoint", "check_backbone_sizes"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,10 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BACKBONES_DIR = "backbones"  # backbones/<role>/: files that rebuild an hf:/clip: backbone's architecture
 ROLES = ("sampler", "recognizer")
+#: Largest ``config.json`` read (100 000 class names of 500 characters fit).
+MAX_CONFIG_BYTES = 64 << 20
+#: The demo model shipped in the repository (present in a source checkout or an editable install).
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 
 
 class CheckpointError(ValueError):
@@ -47,23 +56,33 @@ def is_checkpoint(folder: str | os.PathLike) -> bool:
     return (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file()
 
 
-def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
-    """A local checkpoint folder, or a Hub repo id ``user/name`` downloaded on request."""
-    path = Path(path_or_id).expanduser()
-    if path.is_dir():
-        if not (path / CONFIG_NAME).is_file():
-            raise CheckpointError(f"{path}: not a checkpoint folder (no {CONFIG_NAME})")
-        return path
-    text = str(path_or_id)
-    if path.exists() or text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise CheckpointError(f"checkpoint not found: {text} (expected a folder with {CONFIG_NAME} "
-                              f"and {WEIGHTS_NAME}, or a Hugging Face Hub id 'user/name')")
-    try:  # a hub id: only reached when the user asks for one; never in tests or the default app
-        from huggingface_hub import snapshot_download
+def default_checkpoint() -> str:
+    """``$NSNET_CHECKPOINT``, else the bundled demo model (a path that may not exist when the
+    package was installed without the repository: loading it then says so in one line)."""
+    return os.environ.get("NSNET_CHECKPOINT") or str(BUNDLED_CHECKPOINT)
 
-        return Path(snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{BACKBONES_DIR}/*"]))
-    except Exception as exc:
-        raise CheckpointError(f"could not fetch checkpoint {text!r} from the Hugging Face Hub: {exc}") from None
+
+def resolve_checkpoint(path_or_id: str | os.PathLike, *, hub_only: bool = False,
+                       max_bytes: int | None = None) -> Path:
+    """The one resolver of a checkpoint name: a local checkpoint folder, or a Hugging Face Hub id
+    ``owner/name[@revision]`` fetched on request (:func:`fetch_hub_checkpoint`).
+
+    ``hub_only``: the name is a Hub id whatever folders exist here (a server resolving a
+    visitor's id never looks at its own disk). ``max_bytes``: the largest weights a Hub
+    checkpoint may have, checked from the Hub's metadata before any download.
+    """
+    text = str(path_or_id)
+    if not hub_only:
+        path = Path(path_or_id).expanduser()
+        if path.is_dir():
+            if not (path / CONFIG_NAME).is_file():
+                raise CheckpointError(f"{path}: not a checkpoint folder (no {CONFIG_NAME})")
+            return path
+        if path.exists() or text.startswith((".", "/", "~")) or split_hub_id(text)[0].count("/") != 1:
+            raise CheckpointError(f"checkpoint not found: {text} (expected a folder with {CONFIG_NAME} "
+                                  f"and {WEIGHTS_NAME}, or a Hugging Face Hub id 'user/name')")
+    repo_id, revision = split_hub_id(text)  # a hub id: only reached when asked for; never in tests or the default app
+    return fetch_hub_checkpoint(repo_id, revision, max_bytes=max_bytes)
 
 
 def read_checkpoint(path_or_id: str | os.PathLike) -> tuple[Path, PipelineConfig, dict[str, Tensor]]:
@@ -71,7 +90,7 @@ def read_checkpoint(path_or_id: str | os.PathLike) -> tuple[Path, PipelineConfig
     from safetensors.torch import load_file
 
     folder = resolve_checkpoint(path_or_id)
-    config = PipelineConfig.load(folder / CONFIG_NAME)
+    config = load_config(folder)
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{folder}: missing {WEIGHTS_NAME}")
@@ -79,7 +98,38 @@ def read_checkpoint(path_or_id: str | os.PathLike) -> tuple[Path, PipelineConfig
         state = load_file(str(weights))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from None
+    check_finite(state, weights)
     return folder, config, state
+
+
+def load_config(folder: str | os.PathLike) -> PipelineConfig:
+    """A checkpoint's ``config.json``, read safely (:mod:`nsnet.jsonsafe`: at most
+    :data:`MAX_CONFIG_BYTES`, nesting bounded; ``ConfigError`` in one line otherwise), with
+    distinct class names (``CheckpointError`` naming a duplicate: a model whose outputs share
+    a name cannot be matched to a dataset's labels)."""
+    path = Path(folder) / CONFIG_NAME
+    data = jsonsafe.load_file(path, str(path), max_bytes=MAX_CONFIG_BYTES, error=ConfigError)
+    try:
+        config = PipelineConfig.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{CONFIG_NAME}: {exc}") from None
+    counts = Counter(config.class_names)
+    dups = [name for name, n in counts.items() if n > 1]
+    if dups:
+        raise CheckpointError(f"{path}: {len(dups)} class name(s) appear more than once (e.g. {dups[0]!r}, "
+                              f"{counts[dups[0]]} times): the classes of a checkpoint must be distinct")
+    return config
+
+
+def check_finite(state: dict[str, Tensor], where: str | os.PathLike) -> None:
+    """Raise ``CheckpointError`` naming the first tensor holding a NaN or an infinity (a model with
+    such weights answers ``nan%``: a diverged or damaged training run)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise CheckpointError(f"{where}: tensor {name} holds {bad} NaN or infinite value(s) of "
+                                      f"{tensor.numel()}: refusing a model with broken weights")
 
 
 def write_checkpoint(folder: str | os.PathLike, config: PipelineConfig, state: dict[str, Tensor],
@@ -185,3 +235,127 @@ def backbone_sources(folder: Path, config: PipelineConfig, stored: dict[str, boo
                           f"{names['sampler']}, recognizer: {names['recognizer']}); use sampler=..., "
                           "recognizer=... or a name as config.json has it")
     return out
+
+
+# --------------------------------------------------------------------------- the Hugging Face Hub
+# Nothing below runs unless a caller asks for a Hub id; ``huggingface_hub`` is imported only then.
+MAX_HUB_CONFIG_BYTES = 1 << 20   # a checkpoint's config.json on the Hub is a few KB
+HUB_BACKBONE_FAMILIES = ("hf:", "clip:")  # backbones built by name from a Hub id (or a folder)
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2 ** 20:,.0f} MB"
+
+
+class HubSizeError(CheckpointError):
+    """Files on the Hub over a size limit (or of unknown size): ``what`` weighs ``size`` bytes."""
+
+    def __init__(self, what: str, size: int | None, limit: int) -> None:
+        self.what, self.size, self.limit = what, size, limit
+        super().__init__(self.describe())
+
+    def describe(self, limit_name: str = "the limit", hint: str = "") -> str:
+        """The one line, naming the limit as the caller knows it (``"this server's limit"``, ``"--hub-max-mb"``)."""
+        weighs = "of unknown size" if self.size is None else _mb(self.size)
+        return f"{self.what} {weighs}, over {limit_name} of {_mb(self.limit)}" + (f" ({hint})" if hint else "")
+
+
+def split_hub_id(text: str) -> tuple[str, str | None]:
+    """``"owner/name[@revision]"`` as ``(repo_id, revision or None)`` (no syntax check beyond the split)."""
+    repo_id, at, revision = str(text).strip().partition("@")
+    return repo_id, (revision if at else None)
+
+
+def format_hub_id(repo_id: str, revision: str | None) -> str:
+    return f"{repo_id}@{revision}" if revision else repo_id
+
+
+def _hub_problem(exc: BaseException, revision: str | None) -> str:
+    """What went wrong talking to the Hub, in a few words (the client raises many types)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "RepositoryNotFoundError" in names or "GatedRepoError" in names:
+        return "no such model repository on the Hub (or it is private or gated)"
+    if "RevisionNotFoundError" in names:
+        return f"the repository has no revision {revision!r}"
+    if "LocalEntryNotFoundError" in names or "OfflineModeIsEnabled" in names or "ConnectionError" in names:
+        return "this machine cannot reach the Hugging Face Hub"
+    return f"download failed ({type(exc).__name__})"
+
+
+def repo_files(repo_id: str, revision: str | None) -> tuple[str | None, dict[str, int | None]]:
+    """(commit sha, {file name: size in bytes or None}) of a Hub model repo, from its metadata only."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    return info.sha, {s.rfilename: s.size for s in (info.siblings or [])}
+
+
+def _hub_listing(repo_id: str, revision: str | None, shown: str) -> tuple[str | None, dict[str, int | None]]:
+    try:
+        return repo_files(repo_id, revision)
+    except Exception as exc:  # the Hub client raises many types; each becomes one line
+        log.info("%s: %s: %s", shown, type(exc).__name__, exc)
+        raise CheckpointError(f"{shown}: {_hub_problem(exc, revision)}") from None
+
+
+def weights_bytes(files: dict[str, int | None]) -> int | None:
+    """What ``transformers`` would download of a model repo's weights: its safetensors files if
+    it has any, else its other weight files (None: a size the Hub does not report)."""
+    for suffixes in ((".safetensors",), (".bin", ".pt", ".pth", ".msgpack", ".h5")):
+        sizes = [size for name, size in files.items() if name.endswith(suffixes)]
+        if sizes:
+            return None if any(size is None for size in sizes) else sum(sizes)
+    return 0
+
+
+def _check_hub_size(what: str, size: int | None, max_bytes: int | None) -> None:
+    if max_bytes is not None and (size is None or size > max_bytes):
+        raise HubSizeError(what, size, max_bytes)
+
+
+def fetch_hub_checkpoint(repo_id: str, revision: str | None = None, *, max_bytes: int | None = None) -> Path:
+    """Download a Hub checkpoint's files into the Hugging Face cache; the local snapshot folder.
+
+    The repo's file sizes are read first (metadata only): a repo without ``config.json`` and
+    ``model.safetensors``, a ``config.json`` over 1 MB, or (with ``max_bytes``) weights over
+    that size or of a size the Hub does not report, is refused before any download. Only the
+    checkpoint's files are downloaded (``config.json``, ``model.safetensors``, ``backbones/*``),
+    pinned to the commit whose sizes were checked. Raises ``CheckpointError`` (``HubSizeError``
+    for a size) with one line naming the id, never a local path.
+    """
+    shown = f"Hub checkpoint {format_hub_id(repo_id, revision)}"
+    sha, files = _hub_listing(repo_id, revision, shown)
+    if CONFIG_NAME not in files or WEIGHTS_NAME not in files:
+        raise CheckpointError(f"{shown}: not an NSNet checkpoint (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    if (files[CONFIG_NAME] or 0) > MAX_HUB_CONFIG_BYTES:
+        raise CheckpointError(f"{shown}: its {CONFIG_NAME} is {_mb(files[CONFIG_NAME])}, "
+                              "too large to be a checkpoint config")
+    _check_hub_size(f"{shown}: its {WEIGHTS_NAME} is", files[WEIGHTS_NAME], max_bytes)
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(repo_id, revision=sha or revision,
+                                        allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, f"{BACKBONES_DIR}/*"]))
+    except Exception as exc:  # the Hub client raises many types; each becomes one line
+        log.info("%s: %s: %s", shown, type(exc).__name__, exc)
+        raise CheckpointError(f"{shown}: {_hub_problem(exc, revision)}") from None
+    if not (folder / CONFIG_NAME).is_file() or not (folder / WEIGHTS_NAME).is_file():
+        raise CheckpointError(f"{shown}: not an NSNet checkpoint (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    return folder
+
+
+def check_backbone_sizes(config: PipelineConfig, shown: str, max_bytes: int | None) -> None:
+    """Refuse a checkpoint (``shown`` names it) whose ``hf:`` / ``clip:`` Hub backbones have weights over
+    ``max_bytes`` each, or of a size the Hub does not report, from the Hub's metadata (no download).
+    Folders and registry names are not sized; ``max_bytes`` None: no limit."""
+    if max_bytes is None:
+        return
+    for role, name in (("sampler", config.sampler.backbone), ("recognizer", config.recognizer.backbone)):
+        family = next((f for f in HUB_BACKBONE_FAMILIES if name.startswith(f)), None)
+        location = name[len(family):] if family else ""
+        repo_id, revision = split_hub_id(location)
+        if family is None or location.startswith(("/", ".", "~")) or repo_id.count("/") != 1:
+            continue
+        files = _hub_listing(repo_id, revision, f"{shown} ({role} backbone {repo_id})")[1]
+        _check_hub_size(f"{shown}: its {role} backbone {family}{repo_id} has weights", weights_bytes(files),
+                        max_bytes)

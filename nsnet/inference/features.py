@@ -53,15 +53,13 @@ def backbone_features(pipe, videos: Sequence[Tensor], chunk: int = 64
         net, outs = folded(module.backbone), []
         if dev.type == "cuda":
             x = torch.cat([pipe.prepare(f, module.backbone, size) for f in frames])
-            for i in range(0, x.shape[0], chunk):
-                with pipe.autocast():
-                    outs.append(net.forward_features(x[i:i + chunk].contiguous(memory_format=torch.channels_last)))
+            for i in range(0, x.shape[0], chunk):  # backbone in the pipeline's precision, float32 out
+                outs.append(pipe.backbone_forward(net, x[i:i + chunk].contiguous(memory_format=torch.channels_last)))
         else:
             for f in frames:
                 for i in range(0, f.shape[0], step):
-                    x = pipe.prepare(f[i:i + step], module.backbone, size)
-                    with pipe.autocast():  # float32 unless --precision bf16
-                        outs.append(net.forward_features(x.contiguous(memory_format=torch.channels_last)))
+                    x = pipe.prepare(f[i:i + step], module.backbone, size)  # float32 unless --precision bf16
+                    outs.append(pipe.backbone_forward(net, x.contiguous(memory_format=torch.channels_last)))
         feats.append(torch.cat(outs).float().cpu().split(sizes))
         _sync(dev)
         now = time.perf_counter()

@@ -10,7 +10,7 @@ nsnet           top-K of ``fuse(p, g, lam)``                      sampler (T) + 
 frame_only      top-K of ``fuse(p, g, 1)`` (frame branch alone)   sampler (T) + recognizer (K)
 attention_only  top-K of ``fuse(p, g, 0)`` (attention alone)      sampler (T) + recognizer (K)
 uniform         K segment centres of the T previews               recognizer (K)
-random          K distinct previews (seeded)                      recognizer (K)
+random          K distinct previews (seeded per video)            recognizer (K)
 oracle          top-K teacher confidence in the true class        recognizer (K)
 dense           all T previews                                    recognizer (T)
 ==============  ===============================================  ==========================
@@ -32,7 +32,7 @@ from ..models.selection import fuse, random_indices, select_topk, uniform_indice
 from .result import PipelineResult
 
 __all__ = ["METHODS", "CLIP_METHODS", "select", "video_seed", "method_gflops", "video_scores", "rerank", "compare",
-           "teacher_curve"]
+           "clip_video_id", "teacher_curve"]
 
 METHODS = ("dense", "uniform", "random", "frame_only", "attention_only", "nsnet", "oracle")
 CLIP_METHODS = ("nsnet", "uniform", "random", "dense")  # the per-clip comparison (no ground truth needed)
@@ -126,11 +126,33 @@ def rerank(result: PipelineResult, k: int, lam: float) -> PipelineResult:
                                probs=probs[selected].mean(0), timings_ms=timings, gflops=gflops)
 
 
-def compare(result: PipelineResult, seed: int = 0) -> list[dict[str, Any]]:
+def clip_video_id(result: PipelineResult) -> str:
+    """What identifies the video of a one-clip result, for its random-K seed.
+
+    The content fingerprint the pipeline recorded (``video["fingerprint"]``,
+    :func:`nsnet.video.fingerprint`: the same file, uploaded or copied or renamed, gets the
+    same one); for a result without one (frames given directly), a hash of its per-frame
+    outputs. Never the session or the file name.
+    """
+    found = (result.video or {}).get("fingerprint")
+    if found:
+        return str(found)
+    h = hashlib.sha256()
+    for values in (result.timestamps_s, result.frame_scores, result.attention):
+        h.update(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    return "outputs:" + h.hexdigest()[:16]
+
+
+def compare(result: PipelineResult, seed: int = 0, video_id: str | None = None) -> list[dict[str, Any]]:
     """NSNet-K vs uniform-K vs random-K vs dense-T on one clip (needs dense).
 
     Each row: method, frames (indices), label, score, gflops, ms. The ms of the baselines
     are decode + their recognizer frames at this run's measured per-frame cost.
+
+    Random-K is seeded per video with the rule of ``analyze`` / ``eval`` rows,
+    ``video_seed(seed, video_id)``: pass the dataset row's id as ``video_id`` and the frames
+    are that row's; without it the video is identified by :func:`clip_video_id` (its
+    content fingerprint), so one clip always gets the same frames and two clips their own.
     """
     probs = torch.from_numpy(_need_dense(result, "the comparison table"))[None]  # (1, T, C)
     t, k = result.num_frames, result.k
@@ -139,12 +161,13 @@ def compare(result: PipelineResult, seed: int = 0) -> list[dict[str, Any]]:
             "total": result.gflops["total"], "dense": result.gflops["dense"]}
     scores = torch.from_numpy(result.frame_scores)[None]
     attention = torch.from_numpy(result.attention)[None]
+    vseed = video_seed(seed, clip_video_id(result) if video_id is None else str(video_id))
     rows = []
     for method in CLIP_METHODS:
         if method == "nsnet":
             idx, ms = torch.from_numpy(result.selected)[None], result.timings_ms["total"]
         else:
-            idx = select(method, scores, attention, k, result.lam, seed=seed)
+            idx = select(method, scores, attention, k, result.lam, seed=[vseed])
             ms = result.timings_ms["decode"] + per_frame_ms * idx.shape[1]
         p = video_scores(probs, idx)[0]
         top = int(torch.argmax(p))

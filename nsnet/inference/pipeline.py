@@ -11,12 +11,18 @@ ones (checkpoints written before that are loaded as they are).
 Backbones are checked against their input size when the pipeline is built
 (:meth:`~nsnet.models.backbones.Backbone.input_size_problem`), before anything runs.
 
-On CUDA the pipeline runs under autocast (bf16, fp16 where bf16 is missing) with
-channels-last tensors; on CPU it runs float32. Everything runs under
-``torch.inference_mode()`` and the T previews go through each network as one batch.
+The precision is fixed when the pipeline is built (``precision=`` of :meth:`Pipeline.build`,
+:meth:`Pipeline.from_pretrained` and the constructor; :meth:`Pipeline.with_precision` gives
+another view of the same networks). One autocast policy everywhere (this class, ``nsnet
+analyze``, ``eval``'s cache, training): only the *backbones* run under autocast; every head,
+the CLIP zero-shot head and every softmax run in float32 on float32 features. ``auto`` is
+fp16 autocast on CUDA (it keeps NSNet's selections; bf16 changes them: README, "Precision")
+and float32 on CPU; bf16 is opt-in. On CUDA the tensors are channels-last. Everything runs
+under ``torch.inference_mode()`` and the T previews go through each network as one batch.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -33,16 +39,17 @@ from torch import Tensor
 from .. import __version__
 from ..config import ConfigError, PipelineConfig, RecognizerConfig, SamplerConfig
 from ..models.backbones import Backbone, BackboneError, backbone_entry, backbone_fingerprint, create_backbone
-from ..models.recognizer import Recognizer
-from ..models.sampler import NSNetSampler
+from ..models.fusion import folded
+from ..models.recognizer import Recognizer, class_probs
+from ..models.sampler import NSNetSampler, SamplerOutput
 from ..video import Clip, read_clip
 from .checkpoint import (BACKBONES_DIR, ROLES, CheckpointError, backbone_sources, portable_backbone_name,
                          read_checkpoint, recorded_backbones, write_checkpoint)
 from .features import backbone_features
 from .flops import count_gflops
-from .result import PipelineResult
+from .result import PipelineResult, model_info
 
-__all__ = ["Pipeline", "PRECISIONS", "amp_dtype", "resolve_device", "stores_backbone", "Progress"]
+__all__ = ["Pipeline", "PRECISIONS", "amp_dtype", "bf16_supported", "resolve_device", "stores_backbone", "Progress"]
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +77,26 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-#: What ``--precision`` accepts: ``auto`` is bf16 (else fp16) autocast on CUDA and float32 on
-#: CPU; ``bf16`` on CPU is autocast through oneDNN, fast where the CPU has bf16 instructions.
+#: What ``--precision`` accepts: ``auto`` is fp16 autocast on CUDA and float32 on CPU; ``bf16``
+#: is opt-in (on a CPU it is autocast through oneDNN, fast where the CPU has bf16 instructions).
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+
+#: What ``auto`` runs on a CUDA GPU. Measured with the demo model on synthetic videos (README,
+#: "Precision"): fp16 autocast selected the same frames as float32 on every video, bf16 changed
+#: the selections of several; every CUDA GPU runs fp16 natively.
+AUTO_CUDA_DTYPE = torch.float16
+
+#: The FLOP counter is a global mode: one count at a time in a process, whichever pipeline counts.
+#: (Module-level, not per pipeline: a pipeline holds no lock, so a CPU pipeline pickles.)
+_FLOP_COUNT = threading.Lock()
+
+
+def bf16_supported() -> bool:
+    """Whether the current CUDA GPU runs bf16 natively (emulation, as on T4 / V100, does not count)."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch without the argument counted native support only
+        return bool(torch.cuda.is_bf16_supported())
 
 
 def _cpu_has_bf16() -> bool | None:
@@ -88,25 +112,40 @@ def _cpu_has_bf16() -> bool | None:
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """The autocast dtype of ``precision`` on ``device`` (None: float32).
 
+    ``auto``: :data:`AUTO_CUDA_DTYPE` (fp16) on CUDA, float32 on CPU. ``fp16``: CUDA only.
+    ``bf16``: on a CPU (oneDNN; warned when the CPU lacks bf16 instructions) or on a GPU that
+    runs it natively.
+
     Raises:
-        ConfigError: an unknown precision, fp16 on a CPU, or bf16 on a GPU without it.
+        ConfigError: an unknown precision, fp16 on a CPU, or bf16 on a GPU without native bf16.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     cuda = device.type == "cuda"
     if precision == "fp32" or (precision == "auto" and not cuda):
         return None
+    if precision == "auto":
+        return AUTO_CUDA_DTYPE
     if precision == "fp16":
         if not cuda:
             raise ConfigError("precision fp16 needs a CUDA GPU; on a CPU use bf16 or fp32")
         return torch.float16
-    if cuda and not torch.cuda.is_bf16_supported():
-        if precision == "bf16":
-            raise ConfigError(f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16; use fp16 or fp32")
-        return torch.float16
+    if cuda and not bf16_supported():
+        raise ConfigError(f"this GPU ({torch.cuda.get_device_name(device)}) has no native bf16 (it would be "
+                          "emulated, slowly); use auto (fp16) or fp32")
     if not cuda and _cpu_has_bf16() is False:
         log.warning("precision bf16 on a CPU without bf16 instructions is emulated: slower than fp32")
     return torch.bfloat16
+
+
+_WARNED_FP16: set[str] = set()
+
+
+def _warn_fp16_overflow(name: str) -> None:
+    if name not in _WARNED_FP16:
+        _WARNED_FP16.add(name)
+        log.warning("%s overflowed in fp16 (inf/nan features): those batches run in float32; "
+                    "--precision bf16 or fp32 avoids the second pass", name)
 
 
 def stores_backbone(cfg: SamplerConfig | RecognizerConfig) -> bool:
@@ -145,21 +184,28 @@ class Pipeline:
     """
 
     def __init__(self, config: PipelineConfig, sampler: NSNetSampler, recognizer: Recognizer,
-                 device: str | torch.device = "auto", *, stored: dict[str, bool] | None = None) -> None:
+                 device: str | torch.device = "auto", *, precision: str = "auto",
+                 stored: dict[str, bool] | None = None) -> None:
         self.config = config
+        self.source: str | None = None  # where from_pretrained read it (a folder or Hub id): names the model
         self.sampler = sampler.eval()
         self.recognizer = recognizer.eval()
         self.stored_backbones = {role: stores_backbone(getattr(config, role)) for role in ROLES}
         self.stored_backbones.update(stored or {})
         self._gflops: dict[tuple, float] = {}
-        self._gflops_lock = threading.Lock()  # the FLOP counter is a global mode: one count at a time
-        self.precision = "auto"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self._precision = precision
         self.to(device)
 
     # ----------------------------------------------------------------- building
     @classmethod
-    def build(cls, config: PipelineConfig, device: str | torch.device = "auto") -> "Pipeline":
+    def build(cls, config: PipelineConfig, device: str | torch.device = "auto", *,
+              precision: str = "auto") -> "Pipeline":
         """Build from a config; backbones load their pretrained weights when the config says so.
+
+        ``precision`` (one of :data:`PRECISIONS`) is what the networks run in on ``device``
+        for the pipeline's life (:func:`amp_dtype`).
 
         The pipeline keeps a copy of ``config`` (with ``sampler.num_classes`` filled in);
         the caller's object is left as it was.
@@ -167,17 +213,19 @@ class Pipeline:
         Raises:
             MissingWeightsError: pretrained weights that are not on this machine (one line:
                 where they were looked for, how to get them).
-            ConfigError: an input size a backbone cannot run at (the line says which work).
+            ConfigError: an input size a backbone cannot run at (the line says which work), or a
+                precision this device cannot run.
         """
-        return cls._assemble(config, device)
+        return cls._assemble(config, device, precision=precision)
 
     @classmethod
-    def _assemble(cls, config: PipelineConfig, device: str | torch.device, *,
+    def _assemble(cls, config: PipelineConfig, device: str | torch.device, *, precision: str = "auto",
                   sources: dict[str, str | None] | None = None, stored: dict[str, bool] | None = None) -> "Pipeline":
         """``build``, with backbones built from ``sources`` (by role) and, where ``stored``, only
         shaped for the weights a checkpoint is about to load."""
         if not config.class_names:
             raise ConfigError("the pipeline config needs class_names")
+        amp_dtype(resolve_device(device), precision)  # refuse a precision this device cannot run before building
         config = PipelineConfig.from_dict(config.to_dict())
         config.sampler.num_classes = len(config.class_names)
         sources, stored = sources or {}, stored or {}
@@ -187,12 +235,14 @@ class Pipeline:
                                     class_names=config.class_names)
         sampler = NSNetSampler(s_cfg, s_backbone)
         recognizer = Recognizer(r_cfg, r_backbone, config.class_names)
-        return cls(config, sampler, recognizer, device, stored=stored or None)
+        return cls(config, sampler, recognizer, device, precision=precision, stored=stored or None)
 
     @classmethod
     def from_pretrained(cls, path_or_id: str | os.PathLike, device: str | torch.device = "auto", *,
-                        backbone_paths: dict[str, str] | None = None) -> "Pipeline":
+                        precision: str = "auto", backbone_paths: dict[str, str] | None = None) -> "Pipeline":
         """Load a checkpoint folder, or a Hugging Face Hub repo id holding one.
+
+        ``precision``: as in :meth:`build` (checked before anything is read).
 
         ``backbone_paths`` remaps where ``hf:`` / ``clip:`` backbones are built from: keys
         ``"sampler"`` / ``"recognizer"`` or a backbone's name or location as ``config.json``
@@ -203,15 +253,19 @@ class Pipeline:
             CheckpointError: a missing or broken checkpoint, or backbone weights whose
                 fingerprint differs from the one ``config.json`` recorded.
         """
+        device = resolve_device(device)
+        amp_dtype(device, precision)  # a precision this device cannot run is refused before anything is read
         folder, config, state = read_checkpoint(path_or_id)
         recorded = recorded_backbones(config)
         stored = {role: recorded[role]["stored"] if role in recorded
                   else any(k.startswith(f"{role}.backbone.") for k in state) for role in ROLES}
         sources = backbone_sources(folder, config, stored, backbone_paths)
-        pipe = cls._assemble(config, "cpu", sources=sources, stored=stored)
+        pipe = cls._assemble(config, "cpu", precision="fp32", sources=sources, stored=stored)
+        pipe._precision = precision  # takes effect with the move to ``device`` below
         pipe.load_trained_state(state)
         pipe._check_fingerprints(folder, recorded, sources)
         pipe.stored_backbones = {role: stores_backbone(getattr(pipe.config, role)) for role in ROLES}
+        pipe.source = str(path_or_id)
         log.info("loaded checkpoint %s (%d classes, trained=%s)", folder, config.num_classes, config.trained)
         return pipe.to(device)
 
@@ -235,11 +289,12 @@ class Pipeline:
     def to(self, device: str | torch.device) -> "Pipeline":
         """Move both networks to ``device`` in place (like ``nn.Module.to``) and return self.
 
-        On CUDA the networks use channels-last memory; the autocast dtype follows
-        :attr:`precision` (see :meth:`set_precision`).
+        On CUDA the networks use channels-last memory; the precision stays the one the pipeline
+        was built with, resolved for the new device (ConfigError, and nothing moves, when
+        the device cannot run it: fp16 on a CPU).
         """
         device = resolve_device(device)
-        dtype = amp_dtype(device, self.precision)  # raises before anything moves
+        dtype = amp_dtype(device, self._precision)  # raises before anything moves
         self.device = device
         self.sampler.to(self.device)
         self.recognizer.to(self.device)
@@ -249,18 +304,22 @@ class Pipeline:
             self.recognizer.to(memory_format=torch.channels_last)
         return self
 
-    def set_precision(self, precision: str) -> "Pipeline":
-        """Run the networks in ``precision`` (one of :data:`PRECISIONS`) from now on; returns self.
+    @property
+    def precision(self) -> str:
+        """The precision the pipeline was built with (one of :data:`PRECISIONS`; see :attr:`compute_precision`)."""
+        return self._precision
 
-        ``auto`` (the default): autocast to bf16 (else fp16) on CUDA, float32 on CPU.
-        ``fp32``: float32 everywhere. ``bf16``: bf16 autocast, on CPU too (about 2.5x faster
-        backbones on a CPU with bf16 instructions, features within a few percent; README,
-        "Analysing a dataset"). ``fp16``: CUDA only. Raises ConfigError for a precision this
-        device cannot run.
+    def with_precision(self, precision: str) -> "Pipeline":
+        """Another pipeline over the *same* networks (no copy, same device) running in ``precision``.
+
+        For comparing precisions without loading twice; this pipeline is left as it was.
+        Raises ConfigError for a precision this device cannot run.
         """
-        self._amp_dtype = amp_dtype(self.device, precision)
-        self.precision = precision
-        return self
+        dtype = amp_dtype(self.device, precision)
+        other = copy.copy(self)
+        other._precision, other._amp_dtype = precision, dtype
+        other._gflops = self._gflops  # the same networks cost the same
+        return other
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -335,10 +394,27 @@ class Pipeline:
         return self.recognizer.class_names
 
     def autocast(self):
-        """Autocast to :attr:`amp_dtype`; a no-op in float32 (the default on CPU)."""
+        """Autocast to :attr:`amp_dtype` on this device; a no-op in float32 (the default on CPU).
+
+        The one autocast policy: only backbones run under it (:meth:`backbone_forward`).
+        """
         if self._amp_dtype is None:
             return nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self._amp_dtype)
+
+    def backbone_forward(self, net, x: Tensor) -> Tensor:
+        """``net.forward_features(x)`` under :meth:`autocast`, as float32 (N, D).
+
+        In fp16 a batch whose features overflowed (inf / nan) is computed again in float32,
+        with one warning: a backbone that does not fit fp16's range still gives its answer.
+        """
+        with self.autocast():
+            out = net.forward_features(x)
+        if self._amp_dtype is torch.float16 and not bool(torch.isfinite(out).all()):
+            _warn_fp16_overflow(getattr(net, "name", type(net).__name__))
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                out = net.forward_features(x.float())
+        return out.float()
 
     def prepare(self, frames: Tensor, backbone, size: int) -> Tensor:
         """uint8 frames (N, H, W, 3) -> normalised (N, 3, S, S) on the device (channels-last on CUDA)."""
@@ -355,7 +431,7 @@ class Pipeline:
         """GFLOPs of T sampler previews and K recognizer frames (counted once per T, cached)."""
         s_size, r_size = self.config.sampler.input_size, self.config.recognizer.input_size
         key_s, key_r = ("sampler", num_frames, s_size), ("recognizer", r_size)
-        with self._gflops_lock:
+        with _FLOP_COUNT:
             if key_s not in self._gflops:
                 x = torch.zeros(1, num_frames, 3, s_size, s_size, device=self.device)
                 self._gflops[key_s] = count_gflops(self.sampler, x, 1, 0.5)
@@ -373,13 +449,45 @@ class Pipeline:
         return max(1, n if self.device.type == "cuda" else self.CPU_MICRO_BATCH)
 
     def recognizer_probs(self, frames: Tensor) -> Tensor:
-        """Per-frame class probabilities of uint8 frames (N, H, W, 3) -> (N, C) float32 on the CPU."""
+        """Per-frame class probabilities of uint8 frames (N, H, W, 3) -> (N, C) float32 on the CPU.
+
+        The backbone runs in the pipeline's precision, the head and the softmax in float32.
+        """
         step, outs = self._step(frames.shape[0]), []
         for i in range(0, frames.shape[0], step):
-            with self.autocast():
-                x = self.prepare(frames[i:i + step], self.recognizer.backbone, self.config.recognizer.input_size)
-                outs.append(self.recognizer(x.unsqueeze(0)).frame_probs[0].float().cpu())  # (step, C)
+            x = self.prepare(frames[i:i + step], self.recognizer.backbone, self.config.recognizer.input_size)
+            feats = self.backbone_forward(self.recognizer.backbone, x)       # (step, Dr) float32
+            outs.append(class_probs(self.recognizer.forward_head(feats)).float().cpu())  # (step, C)
         return torch.cat(outs)
+
+    def sampler_outputs(self, frames: Tensor, k: int, lam: float) -> SamplerOutput:
+        """The sampler's decision on uint8 previews (T, H, W, 3): backbone in the pipeline's
+        precision, heads and fusion in float32 (a batch of one video)."""
+        xs = self.prepare(frames, self.sampler.backbone, self.config.sampler.input_size)
+        feats = self.backbone_forward(self.sampler.backbone, xs)  # (T, Ds) float32
+        return self.sampler.decide(self.sampler.forward_head(feats.unsqueeze(0)), k, lam)
+
+    @torch.inference_mode()
+    def run_batch(self, videos: Tensor, k: int | None = None, lam: float | None = None) -> tuple[SamplerOutput, Tensor]:
+        """NSNet on B videos at once: uint8 previews (B, T, H, W, 3), on any device (pinned is best).
+
+        One sampler pass over the B*T previews, one recognizer pass over the B*K kept frames,
+        with the dataset paths' inference copies of the backbones (:func:`~nsnet.models.fusion.folded`)
+        and the one autocast policy. Returns (the sampler's output for the batch, video class
+        probabilities (B, C)), on the device: what a throughput measurement times.
+        """
+        b, t = int(videos.shape[0]), int(videos.shape[1])
+        k = self.config.k if k is None else k
+        lam = self.config.lam if lam is None else lam
+        PipelineConfig.validate(t, k, lam)
+        flat = videos.reshape(b * t, *videos.shape[2:]).to(self.device, non_blocking=True)  # (B*T, H, W, 3)
+        s_net, r_net = folded(self.sampler.backbone), folded(self.recognizer.backbone)
+        xs = self.prepare(flat, self.sampler.backbone, self.config.sampler.input_size)
+        out = self.sampler.decide(self.sampler.forward_head(self.backbone_forward(s_net, xs).view(b, t, -1)), k, lam)
+        rows = (out.selected + torch.arange(b, device=out.selected.device).unsqueeze(1) * t).flatten()  # (B*K,)
+        xr = self.prepare(flat[rows.to(flat.device)], self.recognizer.backbone, self.config.recognizer.input_size)
+        probs = class_probs(self.recognizer.forward_head(self.backbone_forward(r_net, xr)))  # (B*K, C)
+        return out, probs.view(b, k, -1).mean(1)
 
     @torch.inference_mode()
     def extract_features(self, frames: np.ndarray | Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
@@ -413,9 +521,7 @@ class Pipeline:
 
         report("sampler", 0.0)
         start = time.perf_counter()
-        with self.autocast():
-            xs = self.prepare(frames, self.sampler.backbone, self.config.sampler.input_size)
-            out = self.sampler(xs.unsqueeze(0), k, lam)  # (1, T, ...) batch of one video
+        out = self.sampler_outputs(frames, k, lam)  # (1, T, ...) batch of one video
         self._sync()
         sampler_ms = (time.perf_counter() - start) * 1e3
         selected = out.selected[0].cpu()  # (K,)
@@ -458,6 +564,7 @@ class Pipeline:
             gflops=self.gflops_per_video(t, k),
             lam=float(lam), device=str(self.device), trained=self.config.trained, repeated=repeated,
             frame_probs=frame_probs, dense_recognizer_ms=dense_ms,
+            model=model_info(self.config, self.source),
         )
 
     def read(self, path: str | os.PathLike, num_frames: int | None = None, *,

@@ -7,7 +7,9 @@ K or lam, the baselines, the teacher curve) lives in :mod:`nsnet.inference.metho
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,10 @@ import torch
 
 from ..models.recognizer import topk_labels
 
-__all__ = ["PipelineResult", "json_safe"]
+__all__ = ["PipelineResult", "json_safe", "model_info", "describe_model", "SYNTHETIC_TRAINED_ON"]
+
+#: ``model_info``'s ``trained_on`` for a model whose classes are all synthetic-benchmark classes.
+SYNTHETIC_TRAINED_ON = "the synthetic benchmark (nsnet make-synthetic)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class PipelineResult:
     repeated: bool = False           # the video had fewer distinct frames than T
     frame_probs: np.ndarray | None = field(default=None, repr=False)  # (T, C)
     dense_recognizer_ms: float | None = None  # measured time of the recognizer on all T previews
+    model: dict[str, Any] | None = None  # model_info(): name, num_classes, trained_on, synthetic
+
+    def __post_init__(self) -> None:
+        if self.model is None:   # what the class names and the trained flag alone tell (name unknown)
+            object.__setattr__(self, "model", describe_model(self.class_names, self.trained))
 
     @property
     def num_frames(self) -> int:
@@ -73,7 +83,46 @@ class PipelineResult:
             "labels": self.labels,
             "timings_ms": {k: round(float(v), 2) for k, v in self.timings_ms.items()},
             "gflops": {k: round(float(v), 4) for k, v in self.gflops.items()},
+            "model": dict(self.model),
         })
+
+
+def model_info(config, source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """What a model knows, from its ``PipelineConfig`` (``config.json``): ``{name, num_classes,
+    trained_on, synthetic}``.
+
+    ``name``: the checkpoint folder's name or the Hub id ``source`` (where it was loaded from),
+    else the folder training wrote it to (``meta.train.out``), else None. ``synthetic``: every
+    class is one of the synthetic benchmark's (:data:`nsnet.data.synthetic.CLASS_NAMES`), so
+    its labels name nothing in a real video. ``trained_on``: :data:`SYNTHETIC_TRAINED_ON` for
+    such a model, else the name of the training data's file or folder (``meta.train.data``);
+    None for an untrained model or one whose config does not say.
+    """
+    train = config.meta.get("train") if isinstance(config.meta, dict) else None
+    train = train if isinstance(train, dict) else {}
+    name = None
+    if source is not None:
+        local = Path(source)
+        name = local.resolve().name if local.exists() else str(source)
+    elif isinstance(train.get("out"), str) and train["out"]:
+        name = Path(train["out"]).name
+    data = train.get("data")
+    data = Path(data) if isinstance(data, str) and data else None
+    if data is not None and data.name == "annotations.json":
+        data = data.parent
+    return describe_model(config.class_names or [], config.trained, name=name,
+                          data=None if data is None else data.name or None)
+
+
+def describe_model(class_names, trained: bool, *, name: str | None = None, data: str | None = None) -> dict[str, Any]:
+    """``model_info`` from the class names, the trained flag and, where known, the model's name and
+    the name of its training data."""
+    from ..data.synthetic.classes import CLASS_NAMES
+
+    names = [str(c) for c in class_names]
+    synthetic = bool(names) and set(names) <= set(CLASS_NAMES)
+    trained_on = None if not trained else SYNTHETIC_TRAINED_ON if synthetic else data
+    return {"name": name, "num_classes": len(names), "trained_on": trained_on, "synthetic": synthetic}
 
 
 def json_safe(obj: Any) -> Any:

@@ -6,8 +6,10 @@ convolution gives ``h_t``. Two heads score the frames:
 * frame level: ``p_t = sigmoid(w_f . h_t + b_f)``, trained against pseudo labels;
 * video level: attention gates ``g_t`` pool ``h`` into a salient representation
   ``z_s`` and a non-salient one ``z_n``; one classifier ``psi`` with ``C + 1`` outputs
-  (the last is "background") is trained to name the class from ``z_s`` and to call
-  ``z_n`` background.
+  (the last is "background") is trained to name the class from ``z_s`` and to say
+  nothing about it from ``z_n``: by default its distribution over the ``C`` real classes
+  is pushed to uniform (``TrainConfig.non_mode = "uniform"``); ``"background"`` pushes
+  ``psi(z_n)`` to the background output instead (``nsnet.training.losses``).
 
 At inference the two levels are fused, ``s_t = lam norm(p_t) + (1 - lam) norm(g_t)``,
 and the K best frames are kept in temporal order.

@@ -74,7 +74,9 @@ class TrainConfig:
     # finetune at scale
     frame_chunk: int = 0                 # finetune: backbone frames per chunk (0 = batch x T at once)
     augment: bool = False                # finetune: random resized crop + horizontal flip of the previews
-    amp: bool = True                     # finetune: bf16 autocast on CUDA (no effect on CPU)
+    amp: bool = True                     # False: everything in float32 (same as precision "fp32")
+    precision: str = "auto"              # backbones' precision: features cached and fine-tuning (auto: fp16 on CUDA)
+    preview_workers: int | None = None   # finetune: DataLoader processes prefetching previews (None: auto)
     # validation
     val_subset: str = "validation"       # "" or "none": no validation
     val_every: int = 1                   # epochs between validations (0: none)
@@ -104,6 +106,16 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
                 raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
+        from ..inference.pipeline import PRECISIONS  # lazy: the pipeline module is heavy
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not self.amp and self.precision not in ("auto", "fp32"):
+            raise ConfigError(f"--no-amp (float32) contradicts --precision {self.precision}: give one of them")
+        if self.preview_workers is not None and (not isinstance(self.preview_workers, int)
+                                                 or isinstance(self.preview_workers, bool)
+                                                 or not 0 <= self.preview_workers <= 64):
+            raise ConfigError(f"preview_workers must be an integer in 0..64, got {self.preview_workers!r}")
         if self.augment and not self.finetune:
             raise ConfigError("augment needs finetune: cached features are computed once, without augmentation")
 
@@ -165,6 +177,11 @@ class TrainConfig:
             base, class_names=list(class_names), trained=False, meta={},
             sampler=dataclasses.replace(base.sampler, freeze_backbone=not self.finetune),
             recognizer=dataclasses.replace(base.recognizer, freeze_backbone=not tune_recognizer))
+
+    @property
+    def compute_precision(self) -> str:
+        """The precision the run's pipeline is built with: ``precision``, or ``fp32`` with ``amp`` off."""
+        return self.precision if self.amp else "fp32"
 
     @property
     def validates(self) -> bool:

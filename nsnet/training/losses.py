@@ -4,8 +4,11 @@
 
 * ``L_frame``: binary cross-entropy of the frame-level scores against pseudo labels;
 * ``L_sal``: cross-entropy of ``psi(z_s)`` against the video label;
-* ``L_non``: ``psi(z_n)`` is pushed to the background class (``"background"``), or its
-  distribution over the C real classes to uniform (``"uniform"``, a KL divergence).
+* ``L_non``: the distribution of ``psi(z_n)`` over the C real classes is pushed to uniform
+  (``"uniform"``, a KL divergence: the default), or ``psi(z_n)`` to the background class
+  (``"background"``).
+
+The defaults (``alpha``, ``beta``, ``non_mode``) are :class:`~nsnet.training.TrainConfig`'s.
 """
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .config import TrainConfig
 
 __all__ = ["frame_loss", "salient_loss", "nonsalient_loss", "NSNetLoss"]
 
@@ -29,7 +34,8 @@ def salient_loss(video_logits: Tensor, labels: Tensor) -> Tensor:
     return F.cross_entropy(video_logits.float(), labels.long())
 
 
-def nonsalient_loss(nonsalient_logits: Tensor, mode: Literal["background", "uniform"] = "background") -> Tensor:
+def nonsalient_loss(nonsalient_logits: Tensor,
+                    mode: Literal["background", "uniform"] = TrainConfig.non_mode) -> Tensor:
     """Suppress the non-salient representation. nonsalient_logits: (B, C + 1)."""
     logits = nonsalient_logits.float()
     if mode == "background":
@@ -55,8 +61,8 @@ class LossTerms:
 
 
 class NSNetLoss(nn.Module):
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0,
-                 non_mode: Literal["background", "uniform"] = "background") -> None:
+    def __init__(self, alpha: float = TrainConfig.alpha, beta: float = TrainConfig.beta,
+                 non_mode: Literal["background", "uniform"] = TrainConfig.non_mode) -> None:
         super().__init__()
         if non_mode not in ("background", "uniform"):
             raise ValueError(f"unknown non-salient loss mode {non_mode!r} (choose 'background' or 'uniform')")

@@ -35,7 +35,7 @@ from ..models.recognizer import class_probs
 from ..models.sampler import SamplerHeads
 from ..progress import format_duration
 from .config import TrainConfig
-from .modules import Inputs, RecognizerModule, SamplerModule, autocast
+from .modules import Inputs, RecognizerModule, SamplerModule, autocast, to_device
 
 __all__ = ["StepLog", "Validator"]
 
@@ -109,10 +109,12 @@ class Validator:
         mine = list(range(self.info.rank, n, self.info.world_size)) if sharded else list(range(n))
         step = _FEATURE_BATCH if isinstance(inputs, Tensor) else self.cfg.batch_size
         outs = []
-        with torch.no_grad(), autocast(device, self.cfg.amp and not isinstance(inputs, Tensor)):
-            for b in range(0, len(mine), step):
-                idx = torch.tensor(mine[b:b + step], dtype=torch.long)
-                outs.append(fn(inputs[idx].to(device)).float().cpu())
+        batches = [torch.tensor(mine[b:b + step], dtype=torch.long) for b in range(0, len(mine), step)]
+        if hasattr(inputs, "prefetch"):
+            inputs.prefetch(batches)
+        with torch.no_grad(), autocast(device, None if isinstance(inputs, Tensor) else self.pipe.amp_dtype):
+            for idx in batches:
+                outs.append(fn(to_device(inputs[idx], device)).float().cpu())
         local = torch.cat(outs) if outs else torch.empty(0)
         if not sharded:
             return local

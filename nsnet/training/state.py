@@ -10,7 +10,8 @@ epoch (0 at an epoch boundary; more after a mid-epoch write).
 **When it is written** (:class:`StateWriter`, main process only, atomically: temp file,
 fsync, rename): at the end of every stage; at the end of an epoch when at least
 ``state_min_interval_s`` seconds passed since the last write; after an optimiser step
-inside an epoch when ``state_every_min`` minutes passed (long fine-tuning epochs).
+inside an epoch when ``state_every_min`` minutes passed (long fine-tuning epochs); and when
+Ctrl-C stops a one-process run, after the optimiser step in progress (:mod:`.interrupt`).
 
 **What a resume may change** (:func:`check_resume`, before any data is read):
 
@@ -47,7 +48,7 @@ __all__ = ["STATE_VERSION", "REFUSED", "OBJECTIVE", "SCHEDULE", "read_state", "c
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: batches and loss sums of nsnet.training.batches (per video, one order for all ranks)
 #: what the weights were trained for: a resume that changes one of these is refused ("pipeline.*" too)
 REFUSED = ("data", "subset", "max_videos", "finetune", "seed")
 #: the sampler stage's objective: refused once the state is in that stage (before, it was not used yet)
@@ -169,9 +170,13 @@ def check_resume(state: dict[str, Any], cfg: TrainConfig, world_size: int) -> No
     old_world = int(state.get("world_size", world_size))
     if old_world != world_size:
         changes.append(f"world size {old_world} -> {world_size}")
-    if step and (old_world != world_size or {"batch_size", "grad_accum"} & set(diff)):
+    older = int(state.get("version", 1)) < 3  # per-rank batches (DistributedSampler), loss sums per batch
+    if step and (old_world != world_size or {"batch_size", "grad_accum"} & set(diff) or (older and world_size > 1)):
         notes.append(f"epoch {done + 1} restarts from its first batch (its batches cannot be replayed)")
         state["step"] = 0
+    elif step and older:  # one process: the same batches; its loss sums become sums over videos
+        state["loss_sum"] = float(state.get("loss_sum", 0.0)) * cfg.batch_size
+        state["loss_batches"] = int(state.get("loss_batches", 0)) * cfg.batch_size
     if "val_subset" in diff:
         notes.append("the best validation result so far is forgotten (another subset)")
         state.pop("validation", None)

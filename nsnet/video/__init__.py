@@ -11,9 +11,13 @@ Conventions (everything this module returns follows them):
   stream's first frame (which is 0). A frame's timestamp is its real presentation time,
   so variable-frame-rate videos report uneven timestamps.
 - **Sampling** is TSN-style: the video ``[0, duration)`` is cut into ``T`` equal segments
-  and for each segment centre ``(t + 0.5) * duration / T`` the frame *on screen* at that
-  instant is returned (the last frame whose timestamp is <= the centre). For a
-  constant-rate video of ``N`` frames that is frame ``floor((t + 0.5) * N / T)``.
+  and for each segment centre ``(t + 0.5) * duration / T`` the frame whose presentation
+  time is *nearest* that instant is returned (a tie goes to the earlier frame, the one on
+  screen then), whatever the stream's layout: B-frames that reorder, open GOPs, an audio
+  track, an MP4 edit list, a first frame shown late. For a constant-rate video of ``N``
+  frames that is frame ``(t + 0.5) * N / T`` rounded (a half down), at most ``N - 1``.
+- **Duration** is the span of the video track from its first frame: a duration stated
+  from another 0 (a Matroska segment, a container whose audio starts first) is converted.
 
 Decoding cost: per gap between consecutive sample points the reader either decodes
 forward or seeks to the keyframe before the next point, whichever decodes fewer frames
@@ -58,7 +62,7 @@ import re
 import av
 import numpy as np
 
-from .container import Clip, VideoInfo
+from .container import Clip, VideoInfo, fingerprint
 from .decoder import Decoder
 from .errors import (CorruptVideoError, DecodeTimeoutError, EmptyVideoError, NoDecodableFramesError, NotAVideoError,
                      NoVideoStreamError, StillImageError, TruncatedVideoError, UnsupportedCodecError,
@@ -71,7 +75,7 @@ __all__ = [
     "VideoError", "VideoNotFoundError", "EmptyVideoError", "NotAVideoError", "NoVideoStreamError",
     "StillImageError", "TruncatedVideoError", "UnsupportedCodecError", "NoDecodableFramesError",
     "CorruptVideoError", "DecodeTimeoutError", "UnsupportedGeometryError",
-    "VideoInfo", "Clip", "probe", "read_clip", "segment_centres",
+    "VideoInfo", "Clip", "probe", "read_clip", "segment_centres", "fingerprint",
 ]
 
 

@@ -7,6 +7,7 @@ without a stated duration gets one demux-only pass, ``timing``). The result type
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import math
 import os
@@ -27,11 +28,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "VideoInfo", "Clip", "Deadline", "RAW_DEMUXERS", "open_container", "video_stream", "thread_count",
     "memory_cap", "check_index_within_file", "codec_options", "display_width", "check_geometry", "timing",
+    "fingerprint",
 ]
 
 RAW_DEMUXERS = ("h264", "hevc", "mpegvideo", "m4v", "rawvideo")   # elementary streams: no timestamps
 _DECODER_MEMORY_BYTES = 256 << 20   # cap on (threads x full-size frame) for the default thread count
 _MAX_DURATION_S = 1e7               # ~4 months: a longer stated duration is a lie (and overflows stream ticks)
+_FINGERPRINT_BYTES = 256 << 10      # bytes read from each end of a file for its fingerprint
 _TAIL_PACKETS = 2000                # packets demuxed after the last indexed keyframe to find where the data ends
 _MAGIC = (  # (offset, bytes, name) of containers we recognise even when FFmpeg cannot open them
     (4, b"ftyp", "MP4/MOV"), (4, b"moov", "MOV"), (4, b"mdat", "MOV"), (4, b"wide", "MOV"),
@@ -51,7 +54,9 @@ class VideoInfo:
     picture to show it upright; ``duration_s`` is in seconds (from the container, else
     estimated, see ``probe``); ``num_frames`` is ``None`` when the container does not say;
     ``codec`` is FFmpeg's codec name (``h264``, ``hevc``, ``av1``...), ``pix_fmt`` the
-    decoded pixel format, ``container`` FFmpeg's demuxer name (``mov,mp4,m4a,3gp,3g2,mj2``).
+    decoded pixel format, ``container`` FFmpeg's demuxer name (``mov,mp4,m4a,3gp,3g2,mj2``),
+    ``fingerprint`` what identifies the file's content (:func:`fingerprint`: a copy or a
+    renamed file has the same one).
     ``duration_s`` and ``fps`` are always finite and positive (headers that say otherwise
     are not believed), and ``width``/``height`` are within ``nsnet.limits``.
     """
@@ -67,6 +72,7 @@ class VideoInfo:
     pix_fmt: str
     has_audio: bool
     container: str
+    fingerprint: str | None = None   # ``fingerprint(path)``: what identifies the file's content
 
     def to_dict(self) -> dict:
         """JSON-safe dict of all fields."""
@@ -123,6 +129,21 @@ class Deadline:
 
 
 # ----------------------------------------------------------------------------- opening
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """``"sha256:<16 hex>"`` of a file's size and its first and last _FINGERPRINT_BYTES: the same
+    content gives the same value wherever it lies and whatever its name (an upload, a copy, a
+    dataset file), another video another one. Reads at most 2 x _FINGERPRINT_BYTES."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        h.update(f"{size}:".encode())
+        h.update(fh.read(_FINGERPRINT_BYTES))
+        if size > _FINGERPRINT_BYTES:
+            fh.seek(max(_FINGERPRINT_BYTES, size - _FINGERPRINT_BYTES))
+            h.update(fh.read(_FINGERPRINT_BYTES))
+    return "sha256:" + h.hexdigest()[:16]
 
 
 def _check_file(path: str) -> None:
@@ -264,8 +285,13 @@ def check_index_within_file(path: str, stream) -> None:
 # ----------------------------------------------------------------------------- timing
 
 
-def timing(path: str, stream, container, deadline: Deadline) -> tuple[float, float, int | None]:
+def timing(path: str, stream, container, deadline: Deadline,
+           start_s: float = 0.0) -> tuple[float, float, int | None]:
     """(fps, duration_s, num_frames) from the headers, else from one pass over the packets.
+
+    `start_s` is the presentation time of the video's first frame in stream seconds (its
+    0): a stated duration that counts from another 0 (a Matroska segment, a container whose
+    audio starts first) is turned into the video's own span from that frame.
 
     The durations the headers state (stream, Matroska DURATION tag, container) are used
     only when every one is plausible (finite, above half a frame and below
@@ -277,7 +303,8 @@ def timing(path: str, stream, container, deadline: Deadline) -> tuple[float, flo
     """
     fps = _nominal_fps(stream, container)
     num_frames = stream.frames if stream.frames and stream.frames > 0 else None
-    stated = [] if container.format.name in RAW_DEMUXERS else _stated_durations(stream, container)   # raw: a guess
+    raw = container.format.name in RAW_DEMUXERS   # an elementary stream's duration is a guess
+    stated = [] if raw else _stated_durations(stream, container, start_s)
     duration = _trusted_duration(path, stream, container, stated, fps, deadline) if stated else None
     if duration is None and not stated and num_frames and fps:
         duration = num_frames / fps if num_frames / fps <= _MAX_DURATION_S else None
@@ -292,20 +319,35 @@ def timing(path: str, stream, container, deadline: Deadline) -> tuple[float, flo
     return fps, max(float(duration), 1.0 / fps), num_frames
 
 
-def _stated_durations(stream, container) -> list[tuple[str, float]]:
-    """(source, seconds) of every duration the headers state: stream, then its DURATION tag, then the container."""
+def _stated_durations(stream, container, start_s: float = 0.0) -> list[tuple[str, float]]:
+    """(source, seconds) of every duration the headers state: stream, then its DURATION tag, then the container.
+
+    Each is the span from the video's first frame (shown at `start_s`, stream seconds) to
+    its end. FFmpeg states the stream's duration from the stream's start, the container's
+    from the container's start (the earliest stream's); a Matroska segment's duration is
+    where the data ends, counted from 0, and so is the DURATION tag FFmpeg writes (other
+    muxers write the track's own length there: the one closer to the segment's is taken).
+    """
     stated = []
+    matroska = container.format.name.startswith("matroska")
+    end = None          # where the container says the data ends, in stream seconds
+    if container.duration:
+        origin = 0.0 if matroska or container.start_time is None else container.start_time / av.time_base
+        end = origin + container.duration / av.time_base
     if stream.duration and stream.time_base:
         stated.append(("stream", float(stream.duration * stream.time_base)))
     tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
     if tag:   # Matroska writes "HH:MM:SS.nnnnnnnnn" per track
         try:
             hours, minutes, seconds = tag.split(":")
-            stated.append(("DURATION tag", int(hours) * 3600 + int(minutes) * 60 + float(seconds)))
+            seconds = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+            if matroska and start_s > 0 and (end is None or abs(seconds - end) < abs(seconds + start_s - end)):
+                seconds -= start_s   # an end time, as FFmpeg writes it
+            stated.append(("DURATION tag", seconds))
         except (ValueError, OverflowError):
             pass
-    if container.duration:
-        stated.append(("container", container.duration / av.time_base))
+    if end is not None:
+        stated.append(("container", end - start_s))
     return stated
 
 

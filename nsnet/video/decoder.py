@@ -17,7 +17,7 @@ from typing import Iterator
 import av
 
 from .container import (RAW_DEMUXERS, Deadline, VideoInfo, check_geometry, check_index_within_file, codec_options,
-                        display_width, open_container, thread_count, timing, video_stream)
+                        display_width, fingerprint, open_container, thread_count, timing, video_stream)
 from .errors import NoDecodableFramesError, VideoError
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,8 @@ class Decoder:
                 frames = self.stream.decode(packet)
             except av.FFmpegError as err:
                 self.stats.errors += 1
-                log.debug("%s: skipping undecodable packet at pts %s: %s", self.path, packet.pts, err)
+                # the message, not the error: a kept traceback would keep this frame and its decoder alive
+                log.debug("%s: skipping undecodable packet at pts %s: %s", self.path, packet.pts, str(err))
                 frames = []
             for frame in frames:
                 if frame.is_corrupt:
@@ -280,7 +281,7 @@ class Decoder:
         try:
             self.container.seek(offset, stream=self.stream, backward=True)
         except av.FFmpegError as err:
-            log.debug("%s: seek to %.3f s failed (%s); decoding forward instead", self.path, t, err)
+            log.debug("%s: seek to %.3f s failed (%s); decoding forward instead", self.path, t, str(err))
             return False
         self._decoder, self._pending = None, []
         self._skipped, self._fed = False, []
@@ -298,7 +299,7 @@ class Decoder:
     def _make_info(self, first) -> VideoInfo:
         stream, container = self.stream, self.container
         rotation = int(round(-(first.rotation or 0) / 90.0)) * 90 % 360
-        fps, duration, num_frames = timing(self.path, stream, container, self.deadline)
+        fps, duration, num_frames = timing(self.path, stream, container, self.deadline, self.opened.origin_s)
         sar = stream.sample_aspect_ratio
         # the decoded frame again: headers may leave the size out or state another one
         check_geometry(self.path, first.width, first.height, sar, frames=num_frames,
@@ -309,7 +310,8 @@ class Decoder:
         return VideoInfo(
             path=self.path, duration_s=float(duration), fps=float(fps), width=int(w), height=int(h),
             num_frames=num_frames, rotation=rotation, codec=stream.codec.canonical_name,
-            pix_fmt=first.format.name, has_audio=bool(container.streams.audio), container=container.format.name)
+            pix_fmt=first.format.name, has_audio=bool(container.streams.audio), container=container.format.name,
+            fingerprint=fingerprint(self.path))
 
 
 def _index_lag(stream, first, time_base: Fraction) -> int:

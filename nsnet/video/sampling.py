@@ -75,7 +75,10 @@ def _to_rgb(frame, rotation: int, out_size: tuple[int, int]) -> np.ndarray:
 
 
 class Sampler:
-    """Fill sorted sample points with the frame on screen at each, decoding as little as possible.
+    """Fill sorted sample points with the frame shown nearest each, decoding as little as possible.
+
+    A point is filled once a frame shown after it comes out: it gets that frame or the one
+    before it (``_nearest``; a tie goes to the earlier one).
 
     Between consecutive points it either keeps decoding forward or seeks to the keyframe
     before the next point, whichever decodes fewer frames. Where the codec allows, the
@@ -133,7 +136,7 @@ class Sampler:
 
     def _decode_run(self, seek_target: float | None) -> None:
         """Decode forward, filling sample points, until all are filled, a seek pays off, or the stream ends."""
-        frames, prev = self.video.frames(), None
+        frames, prev, errors = self.video.frames(), None, self.video.stats.errors
         while True:
             item = next(frames, None)
             if item is None:
@@ -150,9 +153,11 @@ class Sampler:
                     and self.video.missed(prev[1] if prev else -math.inf, t)):
                 return self._decode_again(float(self.targets[self.i]))
             while self.i < len(self.targets) and t > self.targets[self.i] + _TIME_EPS:
-                self._fill(*(prev or (frame, t)))
+                damaged = self.video.stats.errors != errors   # damage since prev: keep to the good frame before it
+                self._fill(*(prev if damaged and prev else _nearest(prev, (frame, t), float(self.targets[self.i]))))
                 filled = True
             prev = self.last = (frame, t)
+            errors = self.video.stats.errors
             self.position = t
             if self.i == len(self.targets) or (filled and self._should_seek(t, float(self.targets[self.i]))):
                 return
@@ -196,6 +201,14 @@ class Sampler:
         self.times[i] = t
         self.i += 1
         self._aim()
+
+
+def _nearest(before: tuple[object, float] | None, after: tuple[object, float], target: float) -> tuple[object, float]:
+    """Of two consecutive frames (t_before <= target < t_after), the one shown nearest the target; a tie
+    (within _TIME_EPS) goes to the earlier frame, the one on screen at that instant."""
+    if before is None or after[1] - target < target - before[1] - _TIME_EPS:
+        return after
+    return before
 
 
 def split(video: Decoder, targets: np.ndarray, workers: int) -> list[slice]:

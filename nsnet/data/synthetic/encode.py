@@ -17,7 +17,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-__all__ = ["write_mp4", "rgb_to_yuv420p"]
+__all__ = ["write_mp4", "rgb_to_yuv420p", "GENERATOR_TAG", "is_benchmark_video"]
+
+#: The container comment of every video ``make-synthetic`` writes (how a reader tells one).
+GENERATOR_TAG = "nsnet make-synthetic"
+#: What x264 records (in its SEI) of the settings below: videos written before the tag have these.
+_X264_SETTINGS = (b"threads=1 lookahead_threads=1 sliced_threads=0", b"mbtree=0", b"crf=26.0")
 
 
 def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
@@ -44,8 +49,11 @@ def write_mp4(
     gop_s: float = 2.0,
     crf: int = 26,
     preset: str = "veryfast",
+    comment: str | None = None,
 ) -> int:
     """Write ``(H, W, 3)`` uint8 RGB frames (H, W even) to ``path`` as h264/yuv420p; returns the count.
+
+    ``comment`` goes into the container's metadata (the generator writes :data:`GENERATOR_TAG`).
 
     The file appears only when complete: frames go to ``.<name>.part`` next to ``path``,
     which is renamed over ``path`` at the end and removed if anything fails.
@@ -55,6 +63,8 @@ def write_mp4(
     n = 0
     try:
         with av.open(str(tmp), mode="w", format="mp4") as container:
+            if comment:
+                container.metadata["comment"] = comment
             stream = None
             for arr in frames:
                 if stream is None:
@@ -81,3 +91,28 @@ def write_mp4(
         if tmp.exists():
             tmp.unlink()
     return n
+
+
+def is_benchmark_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` may be a video of the synthetic benchmark (False for anything unreadable).
+
+    True when its container carries :data:`GENERATOR_TAG`, or (files written before the tag)
+    when it has the generator's layout: an MP4 with one H.264 track and no audio whose first
+    packet records the generator's x264 settings (single-threaded, no macroblock tree, CRF 26).
+    Cameras, phones and editors write none of these, so a real clip reads False.
+    """
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if container.metadata.get("comment") == GENERATOR_TAG:
+                return True
+            videos = container.streams.video
+            if (container.streams.audio or len(videos) != 1 or "mp4" not in container.format.name
+                    or videos[0].codec_context.name != "h264"):
+                return False
+            for packet in container.demux(videos[0]):
+                if packet.size:
+                    head = bytes(packet)[:4096]   # x264 writes its settings into the first access unit
+                    return all(setting in head for setting in _X264_SETTINGS)
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError):
+        return False
+    return False

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ...progress import RateLog, show_bar
 from .spec import SUBSETS, SynthConfig, VideoSpec, sample_spec
 
 __all__ = ["generate", "main", "GENERATOR_VERSION", "write_json_atomic"]
@@ -39,12 +40,12 @@ def write_json_atomic(obj, path: Path) -> None:
 
 
 def _render_one(job: tuple[VideoSpec, str]) -> tuple[str, float]:
-    from .encode import write_mp4
+    from .encode import GENERATOR_TAG, write_mp4
     from .render import Renderer
 
     spec, path = job
     t0 = time.perf_counter()
-    write_mp4(Renderer(spec).frames(), path, spec.fps)
+    write_mp4(Renderer(spec).frames(), path, spec.fps, comment=GENERATOR_TAG)
     return spec.video_id, time.perf_counter() - t0
 
 
@@ -91,18 +92,26 @@ def generate(
         log.info("keeping %d finished videos from an earlier run with the same seed and config", kept)
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), desc="rendering", unit="video", disable=not progress or not jobs)
+    # the CLI's rule (nsnet.progress): a bar only on a terminal; a log line every ~10% otherwise
+    bar = tqdm(total=len(jobs), desc="rendering", unit="video", disable=not show_bar(progress) or not jobs)
+    lines = RateLog(log, "rendering", len(jobs), max(1, len(jobs) // 10), enabled=progress and bar.disable)
+
+    def done() -> None:
+        bar.update()
+        lines.update()
+
     if workers == 1:
         for job in jobs:
             _render_one(job)
-            bar.update()
+            done()
     else:
         # forkserver: workers never inherit the caller's threads (torch, tqdm), unlike fork
         method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
         with mp.get_context(method).Pool(workers) as pool:
             for _ in pool.imap_unordered(_render_one, jobs, chunksize=1):
-                bar.update()
+                done()
     bar.close()
+    lines.finish()
     elapsed = time.perf_counter() - t0
 
     names = cfg.class_names

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nsnet.models.backbones.base import Backbone, BackboneError, replace_submodule
+from nsnet.models.backbones.hub_access import hub_access
 from nsnet.models.backbones.registry import register_backbone
 from nsnet.models.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -221,7 +222,8 @@ class HFImageClassifier(Backbone):
 
     def forward_head(self, feats: Tensor) -> Tensor:
         self._check_head()
-        return self.classifier(feats)  # (N, C)
+        with torch.autocast(device_type=feats.device.type, enabled=False):  # heads run in float32
+            return self.classifier(feats.float())  # (N, C)
 
 
 @register_backbone("hf:", find_weights=hub_weights, help="hf:<model id or folder>", location=True)
@@ -238,6 +240,7 @@ def build_hf_classifier(
     ``id2label``; ``class_names`` is ignored. Other kwargs go to ``from_pretrained``
     (``revision=``, ``local_files_only=``, ``dtype=`` defaults to float32).
     """
+    kwargs.update(hub_access("hf:", source, _hub_kwargs(kwargs)))  # offline: cached copy, or fail in seconds
     try:  # lazy: heavy, only hf:/clip: need it
         from transformers import AutoConfig, AutoModelForImageClassification
     except ImportError as e:  # pragma: no cover - transformers is a project dependency
@@ -327,8 +330,10 @@ class CLIPZeroShot(Backbone):
         return F.normalize(self._pooled(out), dim=-1)  # (N, E)
 
     def forward_head(self, feats: Tensor) -> Tensor:
-        scale = self.model.logit_scale.exp()
-        return scale * feats @ self.text_embeds.to(feats.dtype).t()  # (N, C)
+        # float32 whatever autocast is active: at the x100 scale a bf16 product moves logits by 0.125-0.25
+        with torch.autocast(device_type=feats.device.type, enabled=False):
+            scale = self.model.logit_scale.float().exp()
+            return scale * feats.float() @ self.text_embeds.float().t()  # (N, C)
 
 
 def _refresh_text_embeds(module: CLIPZeroShot, incompatible_keys: Any) -> None:
@@ -354,6 +359,7 @@ def build_clip(
         raise BackboneError(f"clip:{source} is a zero-shot recognizer: pass class_names=[...]")
     if "{}" not in prompt:
         raise BackboneError(f"prompt template must contain '{{}}', got {prompt!r}")
+    kwargs.update(hub_access("clip:", source, _hub_kwargs(kwargs)))  # offline: cached copy, or fail in seconds
     try:  # lazy: heavy, only hf:/clip: need it
         from transformers import AutoTokenizer, CLIPConfig, CLIPModel
     except ImportError as e:  # pragma: no cover

@@ -20,7 +20,7 @@ import numpy as np
 from .inference.methods import teacher_curve
 from .inference.result import PipelineResult
 
-__all__ = ["COLORS", "FONT", "Segment", "frame_times", "selection_ranks", "fmt_time", "saliency_spec"]
+__all__ = ["COLORS", "FONT", "Segment", "frame_times", "selection_ranks", "fmt_time", "chart_layout", "saliency_spec"]
 
 COLORS = {
     "frame": "#2563eb",      # p_t, blue
@@ -72,7 +72,7 @@ def _axis(title: str, **extra: Any) -> dict:
                 ticks="outside", automargin=True, **extra)
 
 
-def _layout(x_title: str, height: int) -> dict:
+def chart_layout(x_title: str, height: int) -> dict:
     return dict(
         height=height, margin=dict(l=56, r=16, t=40, b=48),
         font=dict(family=FONT, size=13, color="#1f2937"),
@@ -99,7 +99,7 @@ def saliency_spec(result: PipelineResult, *, segments: Sequence[Segment] = (), t
     has_time = not np.array_equal(x, np.arange(result.num_frames, dtype=np.float64)) or result.num_frames == 1
     idx = np.arange(result.num_frames)
     hover_x = [f"frame {i + 1} · {fmt_time(t)}" if has_time else f"frame {i + 1}" for i, t in zip(idx, x)]
-    layout = _layout("time (s)" if has_time else "preview frame", height)
+    layout = chart_layout("time (s)" if has_time else "preview frame", height)
     xs = _floats(x)
     data: list[dict] = []
     shapes: list[dict] = []

@@ -45,9 +45,11 @@ class Engine:
 
     def __init__(self):
         self.calls: list[list[str]] = []
+        self.kwargs: list[dict] = []
 
-    def __call__(self, pipe, infos, write, *, num_frames, k, lam, seed=0, **_):
+    def __call__(self, pipe, infos, write, *, num_frames, k, lam, seed=0, **kwargs):
         self.calls.append([info.id for info in infos])
+        self.kwargs.append(dict(kwargs, num_frames=num_frames, k=k, lam=lam, seed=seed))
         mark = float(len(self.calls))
         for info in infos:
             times = {"decode": mark, "sampler": 0.0, "recognizer": 0.0, "total": mark}
@@ -216,3 +218,99 @@ def test_merge_orders_rows_by_input_then_file_order(tmp_path):
     assert jsonl.merge(out, {"a": 0, "b": 1}) == 4
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b", "z", "y"]
     assert np.array_equal(sorted(jsonl.done_ids(out)), ["a", "b", "y", "z"])
+
+
+def test_the_run_passes_its_options_on_and_records_them(fake, pipe, tmp_path, caplog):
+    out = tmp_path / "rows.jsonl"
+    analyze(pipe, _records(IDS[:2]), _opts(out))
+    opts = _opts(out, resume=True, seed=0, batch_size=3, workers=2, time_budget_s=12.5)
+    with caplog.at_level("INFO", logger="nsnet.evaluation.analyze"):
+        summary = analyze(pipe, _records(), opts)
+    assert fake.kwargs[1] == dict(num_frames=T, k=K, lam=LAM, seed=0, batch_size=3, workers=2, time_budget_s=12.5,
+                                  progress=False, is_main=True, scale=1)
+    assert "6 videos: 2 done before, 4 to analyse on 1 process(es)" in caplog.messages
+    assert (summary["world_size"], summary["batch_size"], summary["workers"]) == (1, 3, 2)
+    assert summary["device"] == "cpu" and summary["out"] == str(out)
+    assert summary["wall_s"] == round(summary["wall_s"], 2) and summary["wall_s"] >= 0
+    assert summary["videos_per_s"] == round(summary["videos_per_s"], 3) > 0
+    assert summary["videos_per_s"] >= 4 / max(summary["wall_s"] + 0.005, 1e-9) * 0.99  # 4 videos over the wall time
+    assert "faithfulness" in summary and summary["faithfulness"] is not None  # summarize ran on the rows
+    run = jsonl.run_path(out).read_text()
+    assert run.startswith('{\n "') and json.loads(run)["k"] == K  # indented one space, as written
+    assert jsonl.summary_path(out).read_text().startswith('{\n  "')
+    assert json.loads(jsonl.summary_path(out).read_text()) == summary
+
+
+def test_resume_refuses_files_that_are_not_rows_of_this_run(fake, pipe, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    analyze(pipe, _records(IDS[:2]), _opts(out))
+    good = out.read_text().splitlines()
+    row = json.loads(good[0])
+    cases = {  # what OUT holds -> what the refusal says
+        "short": (json.dumps(dict(row, fused=row["fused"][:-1])) + "\n", "line 1 is not a row of this run"),
+        "keys": (json.dumps(dict(row, extra=1)) + "\n", r"\(keys \['extra'\] differ from the row keys\): not resuming "
+                                                         r"onto it \(it is left as it is\); write to another --out$"),
+        "k": (json.dumps(dict(row, selected=row["selected"][:1])) + "\n", "line 1 is not a row of this run"),
+        "classes": (json.dumps(dict(row, frame_probs=[p[:2] for p in row["frame_probs"]])) + "\n",
+                    "line 1 is not a row of this run"),
+        "not json": (good[0] + "\nnot a row\n", "line 2 is not a row of this run"),
+    }
+    for name, (text, message) in cases.items():
+        out.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            analyze(pipe, _records(), _opts(out, resume=True))
+        assert out.read_text() == text, name  # left as it was
+    assert fake.calls == [IDS[:2]]
+    # only the first rows are checked field by field; blank lines are not rows
+    bad = json.dumps(dict(row, fused=row["fused"][:-1], id="late"))
+    out.write_text("\n".join([json.dumps(dict(row, id=f"x{i}")) for i in range(8)] + ["", bad]) + "\n")
+    analyze(pipe, _records(), _opts(out, resume=True))
+    assert fake.calls[-1] == IDS  # none of ours was done
+
+
+def test_resume_without_a_run_file_or_with_an_old_one(fake, pipe, tmp_path, caplog):
+    out = tmp_path / "rows.jsonl"
+    analyze(pipe, _records(IDS[:2]), _opts(out))
+    run = json.loads(jsonl.run_path(out).read_text())
+    jsonl.run_path(out).unlink()
+    with pytest.raises(ValueError, match=r"rows.jsonl: not resuming onto it: there is no rows.run.json beside it"):
+        analyze(pipe, _records(), _opts(out, resume=True))
+    run.pop("fingerprint")  # a file from before fingerprints: resumed, with a warning
+    jsonl.run_path(out).write_text(json.dumps(run))
+    with caplog.at_level("WARNING", logger="nsnet.evaluation.jsonl"):
+        analyze(pipe, _records(), _opts(out, resume=True))
+    assert any("rows.run.json records no model fingerprint (an older nsnet): the model cannot be checked" in m
+               for m in caplog.messages)
+    assert fake.calls[-1] == IDS[2:]
+    # an empty OUT is no run to resume, nor one to refuse
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    analyze(pipe, _records(IDS[:1]), _opts(empty))
+    assert fake.calls[-1] == IDS[:1]
+
+
+def test_the_settings_refusal_names_both_values(fake, pipe, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    analyze(pipe, _records(IDS[:2]), _opts(out))
+    opts = _opts(out, resume=True)
+    opts.k, opts.seed = 3, 4
+    with pytest.raises(ValueError, match=r"rows.jsonl was written with other settings \(k=2, seed=0; this run: k=3, "
+                                         r"seed=4\): resume with the same ones, or write to another --out$"):
+        analyze(pipe, _records(), opts)
+
+
+def test_merge_skips_partial_and_bad_lines_but_not_the_rows_after_them(tmp_path, caplog):
+    out = tmp_path / "x.jsonl"
+    out.write_text('{"id": "a"}\n')
+    jsonl.part_path(out, 0).write_text('not json\n{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n')
+    jsonl.part_path(out, 1).write_text('{"id": "d"}\n{"id": "e", "v"')
+    assert jsonl.merge(out, {}) == 4
+    assert out.read_text() == '{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n{"id": "d"}\n'
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text('{"id": "a"}\n')
+    with caplog.at_level("WARNING", logger="nsnet.evaluation.jsonl"):
+        assert jsonl.repair(clean) == 0
+        newline_first = tmp_path / "n.jsonl"
+        newline_first.write_text('\n{"id": "a", "v"')
+        assert jsonl.repair(newline_first) == 15 and newline_first.read_text() == "\n"
+    assert caplog.messages == [f"{newline_first}: removed a partially written last line (15 bytes)"]

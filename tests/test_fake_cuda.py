@@ -288,7 +288,7 @@ def test_bench_gpu_dry_run_takes_every_cuda_branch_end_to_end(tmp_path, capsys):
         assert bench_gpu.main(["--dry-run", "--workdir", str(tmp_path / "work"), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["device"] == "cuda" and all("error" not in r[s] for s in bench_gpu.SECTIONS)
-    assert set(r["precision"]["by_precision"]) == {"auto", "fp32", "fp16", "bf16"}
+    assert set(r["precision"]["by_precision"]) == {"auto", "fp32", "fp16", "bf16", "fp32-ieee"}
     assert r["precision"]["by_precision"]["auto"]["runs"] == "fp16"
     assert r["precision"]["by_precision"]["fp32"]["max_fused_diff"] < 1e-4  # fp32 on the "GPU" is CPU fp32
     assert r["analyze_eval"]["same_selection"] == r["analyze_eval"]["compared"] == r["videos"]

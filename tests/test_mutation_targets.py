@@ -78,7 +78,8 @@ def test_rule_objects_pass_every_knob():
         assert rule(conf).tolist() == pytest.approx(want), rule
         assert rule(conf).tolist() == make_pseudo_labels(conf, rule.rule, gamma=rule.gamma, rho=rule.rho,
                                                          tau=rule.tau).tolist()
-    with pytest.raises(ValueError, match="unknown pseudo-label rule 'best'"):
+    with pytest.raises(ValueError, match=r"^unknown pseudo-label rule 'best' \(choose from relative, topk, threshold, "
+                                         r"soft\)$"):
         PseudoLabelRule("best")
 
 

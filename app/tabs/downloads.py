@@ -9,28 +9,30 @@ a time, where the CSV and JSON skip the queue.
 """
 # No ``from __future__ import annotations``: Gradio reads the callbacks' signatures.
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import gradio as gr
 
 from nsnet.export import ExportError
 
-from ..state.session import Session
 from ..views import exports
 from .base import DOWNLOAD_JS, QUIET, named
 from .errors import user_errors
 
-if TYPE_CHECKING:  # annotations only
-    from .analyze import AnalyzeTab
-
 __all__ = ["Downloads", "wire_downloads"]
+
+
+def _is_run(session: Any) -> bool:
+    """Whether ``session`` is a visitor's ``app.state.session.Session`` with a run to download (duck-typed,
+    so this module stays a leaf below the analysis room)."""
+    return bool(getattr(session, "export_dir", None)) and hasattr(session, "result")
 
 
 class Downloads:
     """The download callbacks of ``app.tabs.analyze.Analysis`` (which sets ``self.ctx``)."""
 
-    def _export(self, session: Any, write: Callable[[Session, Path], Path], suffix: str) -> Path:
-        if not isinstance(session, Session) or not session.export_dir:
+    def _export(self, session: Any, write: Callable[[Any, Path], Path], suffix: str) -> Path:
+        if not _is_run(session):
             raise gr.Error("Run a clip first; then its results can be downloaded.", title="Nothing to download")
         return self.ctx.exports.write_download(session.export_dir, lambda folder: write(session, folder), suffix)
 
@@ -55,8 +57,8 @@ class Downloads:
 
     def download_mp4(self, session):
         """The MP4 button: the highlight clip of the current K / λ, cut from the clip of this run now."""
-        source = (session.base.video or {}).get("path") if isinstance(session, Session) else None
-        if isinstance(session, Session) and not (source and Path(source).is_file()):
+        source = (session.base.video or {}).get("path") if _is_run(session) else None
+        if _is_run(session) and not (source and Path(source).is_file()):
             raise gr.Error("The clip of this run is no longer on the server; press Run to analyse it again.",
                            title="Clip expired")
         path = self._export(session, lambda s, d: exports.write_highlight_clip(s.result, source, d, s.clip_name),
@@ -64,7 +66,7 @@ class Downloads:
         return {"mp4_file": str(path)}
 
 
-def wire_downloads(tab: "AnalyzeTab", cb: Downloads) -> None:
+def wire_downloads(tab: Any, cb: Downloads) -> None:
     """Connect the download buttons (inside the ``gr.Blocks`` that holds the room)."""
     for button, write, holder in ((tab.csv_button, cb.download_csv, "csv_file"),
                                   (tab.json_button, cb.download_json, "json_file")):

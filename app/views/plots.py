@@ -21,15 +21,14 @@ from typing import Sequence
 import plotly.graph_objects as go
 
 from nsnet.inference import PipelineResult
-from nsnet.viz import COLORS, FONT, Segment, saliency_spec
-from nsnet.viz import _layout  # the chart style shared with the library's saliency chart
+from nsnet.viz import COLORS, FONT, Segment, chart_layout, saliency_spec
 
 __all__ = ["COLORS", "FONT", "saliency_spec", "saliency_figure", "empty_spec", "empty_figure", "removal_spec", "removal_figure"]
 
 
 def empty_spec(message: str = "Upload a clip or pick an example, then press Run.", height: int = 380) -> dict:
     """A placeholder chart with a centred message (figure dict)."""
-    layout = _layout("time (s)", height)
+    layout = chart_layout("time (s)", height)
     layout["xaxis"]["visible"] = False
     layout["yaxis"]["visible"] = False
     layout["annotations"] = [dict(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
@@ -56,7 +55,7 @@ def removal_spec(result: PipelineResult, height: int = 260) -> dict:
 
     if result.frame_probs is None:
         return empty_spec("The removal curve appears after the dense pass.", height)
-    layout = _layout("previews removed", height)
+    layout = chart_layout("previews removed", height)
     layout["yaxis"]["title"]["text"] = "P(full-clip label)"
     layout["margin"] = dict(l=56, r=16, t=36, b=44)
     data = []

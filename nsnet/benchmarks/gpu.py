@@ -53,7 +53,7 @@ from ..inference.flops import count_gflops
 from ..inference.pipeline import PRECISIONS, bf16_supported
 from ..limits import MAX_FRAMES
 from ..metrics import mean_average_precision
-from ..models.fusion import agreement, fold_batchnorm, folded
+from ..models.fusion import agreement, exact_float32, fold_batchnorm, folded
 
 __all__ = ["SECTIONS", "main", "precision_agreement", "analyze_vs_eval", "folding_check", "flops_per_device",
            "throughput", "finetune_steps", "interrupted_resume"]
@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                                                       "with --dry-run a tiny pipeline, random heads)")
     p.add_argument("--data", type=Path, default=None, help="dataset (default: synthetic videos made under --workdir)")
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "nsnet-bench-gpu")
-    p.add_argument("--videos", type=_bounded(1, 1000), default=None, help="videos (default 24; dry run 3)")
+    p.add_argument("--videos", type=_bounded(1, 1000), default=None, help="videos (default 24; dry run 2)")
     p.add_argument("--frames", "-T", type=_bounded(2, MAX_FRAMES), default=None, help="previews T (default 16)")
     p.add_argument("--k", "-K", type=_bounded(1, MAX_FRAMES), default=None, help="frames kept K (default 4)")
     p.add_argument("--batch-size", type=_bounded(1, 1024), default=None, help="videos a batch (default 64)")
@@ -164,8 +164,9 @@ def _pipeline(args, device: torch.device, class_names: list[str], sizes: Sizes, 
 
 # --------------------------------------------------------------------------- sections
 def precision_agreement(reference: Pipeline, pipes: dict[str, Pipeline], clips: list, labels: list[int],
-                        k: int, lam: float) -> dict[str, Any]:
-    """Each pipeline against ``reference`` on the same decoded ``clips`` (see the module docstring)."""
+                        k: int, lam: float, contexts: dict[str, Callable] | None = None) -> dict[str, Any]:
+    """Each pipeline against ``reference`` on the same decoded ``clips`` (see the module docstring);
+    ``contexts[name]()`` (a context manager) is entered around that pipeline's runs."""
     ref = [reference(c.frames, k, lam) for c in clips]
     has_labels = bool(labels) and all(y >= 0 for y in labels)
 
@@ -175,7 +176,8 @@ def precision_agreement(reference: Pipeline, pipes: dict[str, Pipeline], clips: 
     out: dict[str, Any] = {"reference": f"{reference.device} {reference.compute_precision}", "videos": len(clips),
                            "reference_map": nsnet_map(ref), "by_precision": {}}
     for name, pipe in pipes.items():
-        got = [pipe(c.frames, k, lam) for c in clips]
+        with (contexts or {}).get(name, contextlib.nullcontext)():
+            got = [pipe(c.frames, k, lam) for c in clips]
         diffs = [float(np.abs(a.fused - b.fused).max()) for a, b in zip(ref, got)]
         out["by_precision"][name] = {
             "runs": pipe.compute_precision,
@@ -421,8 +423,9 @@ def _run_sections(args, device: torch.device, sizes: Sizes) -> dict[str, Any]:
                               "data": str(data), "videos": len(records), "t": t, "k": k, "lam": lam,
                               "checkpoint": checkpoint}
     jobs: dict[str, Callable[[], Any]] = {
-        "precision": lambda: precision_agreement(cpu_pipe, {p: pipe.with_precision(p) for p in _precisions(device)},
-                                                 clips, [r.label_index for r in records], k, lam),
+        "precision": lambda: precision_agreement(
+            cpu_pipe, {p: pipe.with_precision(p.partition("-")[0]) for p in _precisions(device)}, clips,
+            [r.label_index for r in records], k, lam, contexts={"fp32-ieee": exact_float32}),
         "analyze_eval": lambda: analyze_vs_eval(pipe, records, t, k, lam, args.workdir, min(8, sizes.batch_size),
                                                 workers),
         "folding": lambda: folding_check(pipe),
@@ -447,8 +450,10 @@ def _run_sections(args, device: torch.device, sizes: Sizes) -> dict[str, Any]:
 
 
 def _precisions(device: torch.device) -> list[str]:
+    """What the precision section compares; on CUDA ``fp32`` runs cuDNN's TF32 convolutions (torch's default)
+    and ``fp32-ieee`` has them off."""
     if device.type == "cuda":
-        return [p for p in PRECISIONS if p != "bf16" or bf16_supported()]
+        return [p for p in PRECISIONS if p != "bf16" or bf16_supported()] + ["fp32-ieee"]
     return ["auto", "fp32", "bf16"]
 
 

@@ -15,7 +15,7 @@ recognizer, stage 3 trains sampler backbone + heads; backbones learn at ``--fine
 heads at ``--lr``, and the checkpoint stores the backbones. Its inputs are the decoded
 uint8 previews (T, S, S, 3) at the recognizer size S, centre-cropped, kept in the on-disk
 preview cache of ``nsnet.data.VideoDataset`` (T*S*S*3 bytes a video: 2.4 MB at T=16,
-S=224, too much to hold a real dataset in memory) and read back batch by batch; bf16
+S=224, too much to hold a real dataset in memory) and read back batch by batch;
 autocast (``--precision``; fp16 with loss scaling), frame chunks, augmentation and the
 prefetching of previews are in :mod:`.modules`. Cached features stay in host memory and
 move to the device a batch at a time; pseudo-labelling runs in chunks of videos.

@@ -23,8 +23,9 @@ venv-dev: $(VENV)/.dev
 run: venv
 	$(PY) app.py
 
+# Fixed order by default (pytest-randomly is installed: `$(PY) -m pytest -p randomly` shuffles).
 test: venv-dev
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:randomly
 
 # Regenerate the bundled demo checkpoint and example clips (see README, "Demo model").
 demo-model: venv

@@ -23,7 +23,7 @@ Sections (``--skip`` leaves some out; each one's failure is recorded and the oth
 
 Data: ``--data`` (any format ``nsnet analyze`` reads), else synthetic videos generated once
 under ``--workdir``. ``--dry-run`` runs every section at tiny sizes with a tiny pipeline
-(EfficientNet-Lite0 at 48 / 64 px, random heads): about a minute on a CPU; on a machine
+(EfficientNet-Lite0 at 48 / 64 px, random heads): seconds on a CPU; on a machine
 without a GPU it takes the CPU branches, under the test suite's fake-CUDA harness the CUDA ones.
 """
 from __future__ import annotations
@@ -480,8 +480,9 @@ def format_report(r: dict[str, Any]) -> str:
         elif name == "folding":
             for role, e in s.items():
                 if isinstance(e, dict) and e.get("foldable"):
-                    lines.append(f"folding {role}: exact diff {e['diff_exact']:.2e} (tolerance {e['tolerance']:.0e}), "
-                                 f"TF32 diff {e.get('diff_tf32', float('nan')):.2e}, folded copy used: {e['used']}")
+                    tf32 = f", TF32 diff {e['diff_tf32']:.2e}" if "diff_tf32" in e else ""
+                    lines.append(f"folding {role}: exact diff {e['diff_exact']:.2e} (tolerance {e['tolerance']:.0e})"
+                                 f"{tf32}, folded copy used: {e['used']}")
         elif name == "flops":
             lines.append(f"GFLOPs agree across devices: {s['agree']}; ViT {s['vit']}; pipeline "
                          f"{ {d: round(v['total'], 3) for d, v in s['pipeline'].items()} }")

@@ -85,16 +85,7 @@ def analyze_file(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: floa
     result. T, K and lam are checked before anything is decoded; the progress runs 0-30 %
     for decoding, then the pipeline's own stages over the rest.
     """
-    report = progress or (lambda stage, frac: None)
-    PipelineConfig.validate(num_frames, k, lam)
-    report("decode", 0.0)
-    clip, decode_ms = pipe.read(path, num_frames, time_budget_s=time_budget_s)
-
-    def scaled(stage: str, frac: float) -> None:  # decoding is the first ~third of the bar
-        report(stage, 0.3 + 0.7 * frac)
-
-    result = pipe.analyze_clip(clip, k, lam, dense=True, decode_ms=decode_ms, progress=scaled)
-    return clip, result
+    return _decode_and_run(pipe, path, num_frames, k, lam, time_budget_s, progress, dense=True)
 
 
 def first_pass(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: float, time_budget_s: float,
@@ -103,6 +94,12 @@ def first_pass(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: float,
 
     The first thing a Run shows; ``dense_pass`` completes it. Same checks and progress as ``analyze_file``.
     """
+    return _decode_and_run(pipe, path, num_frames, k, lam, time_budget_s, progress, dense=False)
+
+
+def _decode_and_run(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: float, time_budget_s: float,
+                    progress: Optional[Progress], *, dense: bool) -> tuple["Clip", "PipelineResult"]:
+    """Check T, K, lam, decode, then run the pipeline (``dense``: the recognizer on every preview too)."""
     report = progress or (lambda stage, frac: None)
     PipelineConfig.validate(num_frames, k, lam)
     report("decode", 0.0)
@@ -111,7 +108,7 @@ def first_pass(pipe: "Pipeline", path: str, num_frames: int, k: int, lam: float,
     def scaled(stage: str, frac: float) -> None:  # decoding is the first ~third of the bar
         report(stage, 0.3 + 0.7 * frac)
 
-    return clip, pipe.analyze_clip(clip, k, lam, dense=False, decode_ms=decode_ms, progress=scaled)
+    return clip, pipe.analyze_clip(clip, k, lam, dense=dense, decode_ms=decode_ms, progress=scaled)
 
 
 def dense_pass(pipe: "Pipeline", frames, result: "PipelineResult") -> "PipelineResult":

@@ -10,10 +10,11 @@ import math
 
 
 def minmax(x) -> list[float]:
-    """Min-max normalisation into [0, 1]; a constant vector maps to 0.5 everywhere."""
+    """Min-max normalisation into [0, 1]; a constant vector maps to 0.5 everywhere (docs/method.md:
+    a spread of at most ``1e-5 * max(1, |x|max)`` counts as constant)."""
     x = [float(v) for v in x]
     lo, hi = min(x), max(x)
-    if hi == lo:
+    if hi - lo <= 1e-5 * max(1.0, max(abs(v) for v in x)):
         return [0.5] * len(x)
     return [(v - lo) / (hi - lo) for v in x]
 

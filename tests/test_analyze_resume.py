@@ -122,6 +122,32 @@ def test_a_run_analyses_each_video_once_and_counts_what_it_did(fake, pipe, tmp_p
     assert not jsonl.part_files(out)
 
 
+def test_processed_counts_the_rows_this_run_wrote_not_what_was_asked(fake, pipe, tmp_path, monkeypatch):
+    """``processed`` is counted (rows written), not derived from the inputs: an engine that writes no row
+    for one video makes it 5 of 6, and the summary still names 6 inputs."""
+    def lossy(pipe_, infos, write, **kw):
+        kept = []
+        fake(pipe_, infos, lambda row: kept.append(row) if row["id"] == "v2" else write(row), **kw)
+        return len(infos)
+
+    monkeypatch.setattr(engine, "run", lossy)
+    out = tmp_path / "rows.jsonl"
+    summary = analyze(pipe, _records(), _opts(out))
+    assert fake.passes == IDS
+    assert [r["id"] for r in _rows(out)] == [v for v in IDS if v != "v2"]
+    assert summary["processed"] == 5 and summary["num_videos"] == 5
+
+
+def test_the_seed_reaches_the_engine_and_the_wall_time_is_this_runs(fake, pipe, tmp_path):
+    import time
+
+    start = time.perf_counter()
+    summary = analyze(pipe, _records(), _opts(tmp_path / "rows.jsonl", seed=3))
+    elapsed = time.perf_counter() - start
+    assert [kw["seed"] for kw in fake.kwargs] == [3] and summary["seed"] == 3
+    assert 0 <= summary["wall_s"] <= elapsed + 0.01
+
+
 def test_resume_analyses_only_the_missing_videos_and_keeps_the_first_rows(fake, pipe, tmp_path):
     out = tmp_path / "rows.jsonl"
     analyze(pipe, _records(IDS[:2]), _opts(out))          # pass 1: v0, v1

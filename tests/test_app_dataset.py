@@ -231,6 +231,22 @@ def test_rows_computed_lazily_match_nsnet_analyze_and_give_the_k_curve(bench, pi
     assert s.k_curve["nsnet"][K - 1] == pytest.approx(s.accuracy["nsnet"])
     assert s.k_curve["uniform"][K - 1] == pytest.approx(s.accuracy["uniform"])
     assert s.k_curve["dense"] == pytest.approx(s.accuracy["dense"])
+    # the same rows as `nsnet analyze` (the batched engine, its own code path) on the same videos
+    from nsnet.evaluation import jsonl
+    from nsnet.evaluation.analyze import AnalyzeOptions, analyze
+
+    t, k, lam = cb.row_params()
+    ref_out = tmp_path / "reference.jsonl"
+    analyze(pipe, [store.record(r["id"]) for r in rows],
+            AnalyzeOptions(out=str(ref_out), num_frames=t, k=k, lam=lam, progress=False, workers=0))
+    reference = {r["id"]: r for r in jsonl.iter_rows(ref_out)}
+    assert set(reference) == {r["id"] for r in rows}
+    for row in rows:
+        ref = reference[row["id"]]
+        assert row["selected"] == ref["selected"] and row["timestamps_s"] == pytest.approx(ref["timestamps_s"])
+        np.testing.assert_allclose(row["frame_probs"], ref["frame_probs"], atol=1e-4)
+        for m in ("nsnet", "uniform", "dense"):
+            assert row[m]["label"] == ref[m]["label"], (row["id"], m)
 
 
 def test_summary_views(bench, tmp_path):

@@ -287,7 +287,8 @@ def test_runner_is_chosen_when_the_demo_is_built(monkeypatch):
     monkeypatch.setattr(runtime, "import_spaces", lambda: fake)
     with pytest.raises(ValueError, match="model store"):
         runtime.choose_runner(True, torch.device("cuda"))
-    store = types.SimpleNamespace(default=object(), options=[], _loaded={})
+    store = types.SimpleNamespace(default=object(), options=[], loaded_sources=lambda: [],
+                                  source_of=lambda pipe: None)
     monkeypatch.setattr(runtime, "_STORE", None)
     monkeypatch.setattr(runtime, "_STARTUP_NAMES", runtime._STARTUP_NAMES)
     runner = runtime.choose_runner(True, torch.device("cuda"), store)

@@ -112,15 +112,23 @@ def _worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) -> N
         dist_utils.shutdown(info)
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread (what each spawned rank uses), restored afterwards: no other test inherits it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("per_rank, accum", [(2, 1), (1, 2)])
-def test_two_gloo_processes_end_with_the_weights_of_one(tiny_data, tmp_path, per_rank, accum):
+def test_two_gloo_processes_end_with_the_weights_of_one(tiny_data, tmp_path, per_rank, accum, one_thread):
     """(2, 1): 2 processes at batch 2 = 1 process at batch 4 (an uneven last batch: 2 + 1 videos);
     (1, 2): batch 1 with 2 accumulation passes = batch 2 with 2 (one pass with a stand-in)."""
     from safetensors.torch import load_file
 
     common = dict(TINY, data=str(tiny_data), cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "ckpt"),
                   grad_accum=accum)
-    torch.set_num_threads(1)
     one = trainer.train(TrainConfig.from_dict(dict(common, batch_size=2 * per_rank)))  # fills the feature cache
     mp.spawn(_worker, args=(2, _free_port(), dict(common, batch_size=per_rank), str(tmp_path)), nprocs=2, join=True)
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]

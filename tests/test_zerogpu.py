@@ -75,7 +75,7 @@ SCRIPT = textwrap.dedent(r'''
     # The worker records where each GPU call ran and which pipelines it had (it is forked: this spy goes with it).
     found = runtime.pipeline_named
     def spy(name):
-        preloaded = name == "" or any(o.label == name and o.source in store._loaded for o in store.options)
+        preloaded = name == "" or any(o.label == name and o.source in store.loaded_sources() for o in store.options)
         with open(work / "calls.jsonl", "a") as f:
             f.write(json.dumps({"pid": os.getpid(), "name": name, "preloaded": preloaded}) + "\n")
         return found(name)
@@ -102,9 +102,9 @@ SCRIPT = textwrap.dedent(r'''
         return bad
 
     budget = 30.0
-    store._lock.acquire()   # the worker forks while the server holds the store's lock (another visitor loading)
+    store.pipelines._lock.acquire()   # the worker forks while the server holds the store's lock (another visitor loading)
     clip_z, first_z = runner.first(pipe, str(clip_path), T, K, LAM, budget, None)
-    store._lock.release()
+    store.pipelines._lock.release()
     clip_d, first_d = runtime.first_pass(pipe, str(clip_path), T, K, LAM, budget)
     out["first"] = same(first_z, first_d) + ([] if first_z.frame_probs is None else ["dense"])
     out["frames_equal"] = bool(np.array_equal(clip_z.frames, clip_d.frames))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, MutableMapping, Optional
@@ -115,19 +114,35 @@ def dense_pass(pipe: "Pipeline", frames, result: "PipelineResult") -> "PipelineR
     """``result`` with the recognizer's probabilities on every preview (``frame_probs``, what K/λ
     re-ranking, the comparison table and the teacher curve need), as ``dense=True`` gives them.
 
-    ``frames``: the (T, H, W, 3) uint8 previews ``result`` came from. ``dense_recognizer_ms`` is
-    this pass's time (the recognizer on all T previews). The prediction on the K selected frames
+    ``frames``: the (T, H, W, 3) uint8 previews ``result`` came from. The recognizer runs only on
+    the T - K previews the first pass did not keep (the kept ones' probabilities,
+    ``result.selected_probs``, are reused); ``dense_recognizer_ms`` is, as with ``dense=True``,
+    the first pass's recognizer time plus this pass's. The prediction on the K selected frames
     (``probs``) is the first pass's, unchanged.
     """
     import dataclasses
     import time
 
+    import numpy as np
     import torch
 
     start = time.perf_counter()
+    frames = torch.as_tensor(frames)
+    t = int(frames.shape[0])
+    kept = result.selected_probs
     with torch.inference_mode():
-        probs = pipe.recognizer_probs(torch.as_tensor(frames))  # (T, C)
-    return dataclasses.replace(result, frame_probs=probs.numpy(), dense_recognizer_ms=(time.perf_counter() - start) * 1e3)
+        if kept is None:   # a result from elsewhere: the recognizer on every preview
+            probs = pipe.recognizer_probs(frames).numpy()  # (T, C)
+            spent = 0.0
+        else:
+            rest = np.setdiff1d(np.arange(t), result.selected)  # (T - K,) ascending
+            probs = np.zeros((t, kept.shape[1]), dtype=np.float32)
+            probs[result.selected] = kept
+            if len(rest):
+                probs[rest] = pipe.recognizer_probs(frames[torch.from_numpy(rest)]).numpy()
+            spent = float(result.timings_ms.get("recognizer", 0.0))
+    ms = spent + (time.perf_counter() - start) * 1e3
+    return dataclasses.replace(result, frame_probs=probs, dense_recognizer_ms=ms)
 
 
 def analyze_pair(pipe_a: "Pipeline", pipe_b: "Pipeline", path: str, num_frames: int, k: int, lam: float,
@@ -156,7 +171,6 @@ def analyze_pair(pipe_a: "Pipeline", pipe_b: "Pipeline", path: str, num_frames: 
 # ------------------------------------------------------------------ ZeroGPU: plain data across processes
 _STORE: Optional["ModelStore"] = None       # the served pipelines (``install``); a forked GPU worker inherits it
 _STARTUP_NAMES: frozenset[str] = frozenset()  # names whose pipelines were loaded when it was installed
-_FORK_HOOK = False
 
 GPU_BASE_S = 10.0          # a call's fixed part: the worker's start and the weights' move to the GPU
 GPU_PER_FRAME_S = 0.25     # per preview and pipeline (a dense pass on a ZeroGPU slice takes far less)
@@ -164,22 +178,14 @@ GPU_LOAD_S = 20.0          # a checkpoint loaded after start-up is read inside t
 GPU_MAX_S = 120.0
 
 
-def _after_fork_in_child() -> None:
-    """A forked GPU worker gets its own store lock: the server may have held it (loading a checkpoint) at the fork."""
-    if _STORE is not None and hasattr(_STORE, "_lock"):
-        _STORE._lock = threading.Lock()
-
-
 def install(store: "ModelStore") -> None:
     """Make ``store`` the module-level store the GPU functions find their pipelines in (at start-up,
-    before any worker forks: the pipelines loaded by then are inherited by every worker)."""
-    global _STORE, _STARTUP_NAMES, _FORK_HOOK
+    before any worker forks: the pipelines loaded by then are inherited by every worker; the store's
+    locks are renewed in a forked child by ``nsnet.inference.store``)."""
+    global _STORE, _STARTUP_NAMES
     _STORE = store
-    if not _FORK_HOOK:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
-        _FORK_HOOK = True
-    names = {""} | {option.label for option in store.options if option.source in getattr(store, "_loaded", {})}
-    _STARTUP_NAMES = frozenset(names)
+    loaded = set(store.loaded_sources())
+    _STARTUP_NAMES = frozenset({""} | {option.label for option in store.options if option.source in loaded})
 
 
 def pipeline_named(name: str) -> "Pipeline":
@@ -196,13 +202,13 @@ def name_of(store: "ModelStore", pipe: "Pipeline") -> str:
     """The name ``pipeline_named`` finds ``pipe`` by: "" for the default, else its picker label or ``hub:<id>``."""
     if pipe is store.default:
         return ""
-    for source, loaded in list(getattr(store, "_loaded", {}).items()):
-        if loaded is pipe:
-            if source.startswith("hub:"):
-                return source
-            for option in store.options:
-                if option.source == source:
-                    return option.label
+    source = store.source_of(pipe)
+    if source is not None:
+        if source.startswith("hub:"):
+            return source
+        for option in store.options:
+            if option.source == source:
+                return option.label
     from nsnet.inference import CheckpointError
 
     raise CheckpointError("this checkpoint was unloaded meanwhile (the server keeps a few): press Run again")

@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -22,6 +20,7 @@ import torch
 from nsnet.config import PipelineConfig
 from nsnet.inference import CheckpointError, Pipeline
 from nsnet.inference.checkpoint import BUNDLED_CHECKPOINT, HubSizeError, is_checkpoint, load_config, resolve_checkpoint
+from nsnet.inference.store import PipelineStore
 
 from ..server.hub import check_backbones, format_hub_id, hub_allowed, parse_hub_id
 
@@ -99,7 +98,13 @@ def scan_checkpoints(models_dir: Path | None, max_depth: int = 3) -> list[Checkp
 
 
 class ModelStore:
-    """Pipelines by dropdown label; the default is loaded up front, others on first use."""
+    """Pipelines by dropdown label; the default is loaded up front, others on first use.
+
+    The loaded ones are kept in the library's :class:`~nsnet.inference.store.PipelineStore`
+    (by source: a folder or ``hub:<id>``; least recently used dropped beyond ``max_loaded``;
+    one load at a time; fresh locks in a forked ZeroGPU worker). This class adds what a
+    visitor may name: the picker's labels, and Hub ids only as allowed.
+    """
 
     def __init__(self, default: Pipeline, default_option: CheckpointOption,
                  options: Iterable[CheckpointOption] = (), *, device: str = "auto", allow_hub: bool = False,
@@ -113,13 +118,19 @@ class ModelStore:
         self.allow_hub = allow_hub
         self.hub_allow = tuple(hub_allow)   # fnmatch patterns of allowed Hub ids (empty: any)
         self.hub_max_bytes = hub_max_bytes  # largest weights a Hub checkpoint or backbone may have (None: any)
-        self._max_loaded = max_loaded
-        self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
-        self._lock = threading.Lock()
+        self.pipelines = PipelineStore(max_loaded=max_loaded)   # the others, by source, once loaded
 
     @property
     def labels(self) -> list[str]:
         return [o.label for o in self.options]
+
+    def loaded_sources(self) -> list[str]:
+        """The sources (folder or ``hub:<id>``) of the pipelines loaded besides the default, still kept."""
+        return self.pipelines.loaded_names()
+
+    def source_of(self, pipe: Pipeline) -> str | None:
+        """The source a loaded pipeline came from (None: the default, or unloaded meanwhile)."""
+        return self.pipelines.name_of(pipe)
 
     def get_by_name(self, name: str | None) -> tuple[Pipeline, CheckpointOption]:
         """The pipeline for one name: a picker label, "" (the default) or, with ``--allow-hub``, a Hub id."""
@@ -158,16 +169,12 @@ class ModelStore:
             if not matches:
                 raise CheckpointError(f"unknown checkpoint {label!r}")
             option = matches[0]
-        with self._lock:  # one load at a time; a loaded pipeline is never modified afterwards
-            if option.source in self._loaded:
-                self._loaded.move_to_end(option.source)
-                return self._loaded[option.source], option
-            log.info("loading checkpoint %s", option.source)
-            pipe = self._load(option)
-            self._loaded[option.source] = pipe
-            while len(self._loaded) > self._max_loaded:
-                self._loaded.popitem(last=False)
-            return pipe, option
+        pipe = self.pipelines.get(option.source, load=lambda: self._loading(option))  # one load at a time
+        return pipe, option
+
+    def _loading(self, option: CheckpointOption) -> Pipeline:
+        log.info("loading checkpoint %s", option.label)
+        return self._load(option)
 
     def config_for(self, label: str) -> tuple[PipelineConfig, CheckpointOption] | None:
         """The config of an offered checkpoint (only its ``config.json``: the weights load when it runs);

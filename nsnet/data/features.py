@@ -15,8 +15,11 @@ training decodes nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
+import socket
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -151,8 +154,13 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
                       report_skipped: bool = True, what: str = "features") -> FeatureSet:
     """Decode, embed and cache every record's previews; return the stacked features.
 
-    Under DDP each rank fills its shard of the cache, then every rank reads all of it. The
-    main process draws a bar when ``progress`` and stderr is a terminal, and logs a line every
+    Under DDP each rank fills its shard of the cache; the failures are shared, then one process
+    per machine (local rank 0) streams every kept video's features from the cache into one stack file per part
+    (``CACHE/stacks/<hash>.{sampler,recognizer,timestamps}``, named by the kept videos' cache
+    keys, written atomically, reused while nothing changes) and every rank maps those files
+    read-only (:func:`_map_stack`): the features are in host memory once per machine (the
+    page cache), not once per rank, and no process holds a second copy while stacking. The main
+    process draws a bar when ``progress`` and stderr is a terminal, and logs a line every
     ``log_every`` videos of its shard either way. Unreadable videos end up in ``skipped``;
     ``report_skipped`` logs their count once (callers that write them with
     :func:`write_skipped` say it there instead).
@@ -168,30 +176,43 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
         return {"sampler": s, "recognizer": r, "timestamps_s": torch.from_numpy(clip.timestamps_s)}
 
     failed: dict[str, str] = {}
-    done: dict[str, dict[str, Tensor]] = {}
 
-    def fetch(record) -> None:
+    def fetch(record) -> dict[str, Tensor] | None:
         try:
-            done[record.video_id] = cache.get_or_compute(_cache_key(record, pipe, num_frames, prints),
-                                                         lambda: compute(record))
+            return cache.get_or_compute(_cache_key(record, pipe, num_frames, prints), lambda: compute(record))
         except (VideoError, OSError) as exc:
             failed[record.video_id] = one_line(exc)
         except Exception as exc:  # one bad video never ends a run: lying metadata, a loop, ...
             failed[record.video_id] = f"{record.path}: {type(exc).__name__}: {one_line(exc)}"
             log.debug("video %s failed", record.video_id, exc_info=True)
+        return None
 
     mine = records[dist.rank::dist.world_size]
     rate = RateLog(log, what, len(mine), log_every, scale=dist.world_size, enabled=dist.is_main)
     for record in tqdm(mine, desc=what, unit="video", disable=not show_bar(progress, dist.is_main)):
-        fetch(record)
+        try:
+            cached = _cache_key(record, pipe, num_frames, prints) in cache
+        except OSError:   # the video is gone: fetch says why
+            cached = False
+        if not cached:
+            fetch(record)   # into the cache; nothing is held here
         rate.update()
     rate.finish(" (this rank's shard)" if dist.enabled else "")
     dist_utils.barrier(dist)
-    for record in records:  # other ranks' shares (read back from the cache)
-        if record.video_id not in done and record.video_id not in failed:
-            fetch(record)
-    kept = [r for r in records if r.video_id in done]
-    items = [done[r.video_id] for r in kept]
+    for part in dist_utils.all_gather(failed, dist):   # every rank's failures: nobody decodes them again
+        failed.update(part)
+    kept = [r for r in records if r.video_id not in failed]
+    stack, problem = None, None
+    if kept:
+        stack = cache.root / "stacks" / _stack_name([_cache_key(r, pipe, num_frames, prints) for r in kept])
+        if dist.local_rank == 0:   # one writer per machine: a node-local cache gets its own stack
+            try:
+                _write_stack(stack, kept, fetch)
+            except _StackError as exc:
+                problem = str(exc)
+        problem = next((p for p in dist_utils.all_gather(problem, dist) if p), None)   # and a barrier
+    if problem:
+        raise FileNotFoundError(problem)
     if failed and dist.is_main and report_skipped:
         first = next(iter(failed.items()))
         log.warning("skipped %d of %d videos that could not be read (first: %s: %s)",
@@ -199,16 +220,94 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
     if not kept:
         first = next(iter(failed.values()), "no videos")
         raise FileNotFoundError(f"none of the {len(records)} videos could be read (first: {first})")
-    ts = torch.stack([it["timestamps_s"] for it in items])
+    sampler, recognizer, ts = _map_stack(stack, len(kept))
     has_segments = all(getattr(r, "segments", None) is not None for r in kept)
     gt = (torch.from_numpy(np.stack([segments_mask(ts[i].numpy(), r.segments) for i, r in enumerate(kept)]))
           if has_segments else None)
     return FeatureSet(video_ids=[r.video_id for r in kept], class_names=list(class_names),
-                      sampler=torch.stack([it["sampler"] for it in items]).float(),
-                      recognizer=torch.stack([it["recognizer"] for it in items]).float(),
+                      sampler=sampler, recognizer=recognizer,
                       labels=torch.tensor([r.label_index for r in kept], dtype=torch.long),
                       timestamps_s=ts, gt_mask=gt,
                       skipped={r.video_id: (str(r.path), failed[r.video_id]) for r in records if r.video_id in failed})
+
+
+# ----------------------------------------------------------------------------- stack files
+_PARTS = (("sampler", np.float32), ("recognizer", np.float32), ("timestamps_s", np.float64))
+
+
+class _StackError(Exception):
+    """A kept video could not be read back while stacking (its cache entry vanished and it failed again)."""
+
+
+def _stack_name(keys: list[dict]) -> str:
+    """Stack files' name: a hash of the kept videos' cache keys, in order (any change: a new name)."""
+    h = hashlib.sha256()
+    for key in keys:
+        h.update(json.dumps(key, sort_keys=True, default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:32]
+
+
+def _stack_files(stack: Path) -> dict[str, Path]:
+    return {name: stack.with_name(f"{stack.name}.{name}") for name, _ in _PARTS}
+
+
+def _header(stack: Path) -> dict | None:
+    try:
+        return json.loads(stack.with_name(stack.name + ".json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_stack(stack: Path, kept, fetch) -> None:
+    """Stream each kept video's features (read back from the cache, one video at a time) into the stack files.
+
+    Atomic: temp files renamed into place, the header (shapes) last; a complete stack is reused."""
+    files = _stack_files(stack)
+    head = _header(stack)
+    if head is not None and head.get("n") == len(kept) and all(p.is_file() for p in files.values()):
+        return
+    stack.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{socket.gethostname()}-{os.getpid()}"   # writers on several machines may share the cache
+    tmp = {name: p.with_name(f"{p.name}.tmp-{tag}") for name, p in files.items()}
+    shapes: dict[str, list[int]] = {}
+    handles = {name: open(path, "wb") for name, path in tmp.items()}
+    try:
+        for record in kept:
+            item = fetch(record)
+            if item is None:
+                raise _StackError(f"{record.video_id}: its cached features vanished and it cannot be read again")
+            for name, dtype in _PARTS:
+                arr = np.ascontiguousarray(item[name].detach().cpu().numpy().astype(dtype, copy=False))
+                if shapes.setdefault(name, list(arr.shape)) != list(arr.shape):
+                    raise _StackError(f"{record.video_id}: {name} shape {arr.shape} differs from {shapes[name]}")
+                handles[name].write(arr.tobytes())
+        for h in handles.values():
+            h.close()
+        for name, path in tmp.items():
+            os.replace(path, files[name])
+        header = stack.with_name(stack.name + ".json")
+        part = header.with_name(f"{header.name}.tmp-{tag}")
+        part.write_text(json.dumps({"n": len(kept), "shapes": shapes}))
+        os.replace(part, header)
+    finally:
+        for h in handles.values():
+            h.close()
+        for path in tmp.values():
+            path.unlink(missing_ok=True)
+
+
+def _map_stack(stack: Path, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The stack files as (N, T, Ds) and (N, T, Dr) float32 and (N, T) float64 tensors, memory-mapped
+    copy-on-write (pages shared with every other process that maps them; nothing is read up front)."""
+    head = _header(stack)
+    if head is None or head.get("n") != n:
+        raise FileNotFoundError(f"{stack.name}: the stacked features are missing or incomplete")
+    out = []
+    for name, dtype in _PARTS:
+        shape = (n, *head["shapes"][name])
+        out.append(torch.from_numpy(np.memmap(_stack_files(stack)[name], dtype=dtype, mode="c", shape=shape)))
+    return out[0], out[1], out[2]
 
 
 def write_skipped(path: str | Path, skipped: dict[str, tuple[str, str]], total: int | None = None) -> Path | None:

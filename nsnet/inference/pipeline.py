@@ -564,7 +564,7 @@ class Pipeline:
             gflops=self.gflops_per_video(t, k),
             lam=float(lam), device=str(self.device), trained=self.config.trained, repeated=repeated,
             frame_probs=frame_probs, dense_recognizer_ms=dense_ms,
-            model=model_info(self.config, self.source),
+            model=model_info(self.config, self.source), selected_probs=sel_probs.numpy(),
         )
 
     def read(self, path: str | os.PathLike, num_frames: int | None = None, *,

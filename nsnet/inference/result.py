@@ -50,6 +50,7 @@ class PipelineResult:
     frame_probs: np.ndarray | None = field(default=None, repr=False)  # (T, C)
     dense_recognizer_ms: float | None = None  # measured time of the recognizer on all T previews
     model: dict[str, Any] | None = None  # model_info(): name, num_classes, trained_on, synthetic
+    selected_probs: np.ndarray | None = field(default=None, repr=False)  # (K, C) the recognizer on each kept preview
 
     def __post_init__(self) -> None:
         if self.model is None:   # what the class names and the trained flag alone tell (name unknown)

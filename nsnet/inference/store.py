@@ -21,7 +21,9 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
+from typing import Callable
 
 import numpy as np
 
@@ -60,6 +62,7 @@ class PipelineStore:
         self._added: dict[str, Pipeline] = {}
         self._loaded: OrderedDict[str, Pipeline] = OrderedDict()
         self._lock = threading.Lock()
+        _STORES.add(self)
 
     def configure(self, *, device: str | None = None, precision: str | None = None) -> None:
         """Set what on-demand loads use (call at start-up, before the workers fork)."""
@@ -83,6 +86,19 @@ class PipelineStore:
         with self._lock:
             return [*self._added, *self._loaded]
 
+    def loaded_names(self) -> list[str]:
+        """The names loaded on demand and still kept, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def name_of(self, pipeline: Pipeline) -> str | None:
+        """The name ``pipeline`` is kept under (None: not here, or no longer)."""
+        with self._lock:
+            for name, kept in [*self._added.items(), *self._loaded.items()]:
+                if kept is pipeline:
+                    return name
+        return None
+
     def remove(self, name: str) -> None:
         with self._lock:
             self._added.pop(name, None)
@@ -93,12 +109,14 @@ class PipelineStore:
             self._added.clear()
             self._loaded.clear()
 
-    def get(self, name: str, source: str | os.PathLike | None = None) -> Pipeline:
-        """The pipeline called ``name``; one not here is loaded from ``source`` (and kept).
+    def get(self, name: str, source: str | os.PathLike | None = None, *,
+            load: Callable[[], Pipeline] | None = None) -> Pipeline:
+        """The pipeline called ``name``; one not here is loaded (``load()`` when given, else
+        ``Pipeline.from_pretrained(source)``) and kept.
 
         Raises:
-            KeyError: an unknown name without a ``source`` (one line naming the known ones).
-            CheckpointError, ConfigError, BackboneError: what loading ``source`` raises.
+            KeyError: an unknown name without a ``source`` or ``load`` (one line naming the known ones).
+            CheckpointError, ConfigError, BackboneError: what loading raises.
         """
         _check_name(name)
         with self._lock:
@@ -107,18 +125,33 @@ class PipelineStore:
             if name in self._loaded:
                 self._loaded.move_to_end(name)
                 return self._loaded[name]
-            if source is None:
+            if source is None and load is None:
                 known = ", ".join(repr(n) for n in [*self._added, *self._loaded][:5]) or "none"
                 raise KeyError(f"no pipeline called {name!r} in this process (known: {known}) and no source to load "
                                "it from")
             start = time.perf_counter()
-            pipe = Pipeline.from_pretrained(source, device=self.device, precision=self.precision)
-            log.info("loaded %r from %s in %.1f s (pid %d)", name, source, time.perf_counter() - start, os.getpid())
+            if load is not None:
+                pipe = load()
+            else:
+                pipe = Pipeline.from_pretrained(source, device=self.device, precision=self.precision)
+            log.info("loaded %r in %.1f s (pid %d)", name, time.perf_counter() - start, os.getpid())
             self._loaded[name] = pipe
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
             return pipe
 
+
+_STORES: "weakref.WeakSet[PipelineStore]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked worker gets fresh store locks: the parent may have held one (loading) at the fork."""
+    for store in list(_STORES):
+        store._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: The process's store: fill it at start-up; forked workers (ZeroGPU) inherit it.
 STORE = PipelineStore()

@@ -193,7 +193,8 @@ def create_demo(settings: AppSettings) -> gr.Blocks:
         from nsnet.data.records import DatasetError
 
         try:
-            data = DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results)
+            data = DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results,
+                                     compare=settings.compare_results)
         except (DatasetError, OSError, ValueError) as exc:   # ValueError: jsonl.ResultFileError (FIFO, missing)
             raise SystemExit(f"app.py: cannot load the dataset: {exc}") from None
     return build_demo(store, settings, examples=examples, dataset=data)

@@ -331,7 +331,7 @@ RUNS: dict[str, Run] = {
                           "--export-dir", "{tmp}/exports", "--export-mb", "100", "--export-max-age-min", "30",
                           "--session-frames-mb", "256", "--allow-hub", "--hub-allow", "myorg/*", "--hub-max-mb", "500",
                           "--data", "{ds}", "--video-root", "{ds}", "--subset", "all", "--results",
-                          "{tmp}/analyze.jsonl", "--verbose"],
+                          "{tmp}/analyze.jsonl", "--compare-results", "{tmp}/analyze.jsonl", "--verbose"],
                          check_page_and_readme_api, serve=True, needs=("analyze",)),
     "make run": Run(["make", "run"], check_page_and_readme_api, serve=True, env={"GRADIO_SERVER_PORT": "{port}"}),
     "python -m app.bench": Run(["python", "-m", "app.bench", "--clip", "{ex}", "--runs", "1", "--no-browser",

@@ -26,6 +26,7 @@
 | --video-root      | NSNET_VIDEO_ROOT                 | the reader's default (beside the annotation file) |
 | --subset          | NSNET_SUBSET                     | all subsets (e.g. validation)  |
 | --results         | NSNET_RESULTS                    | none: rows computed lazily (``nsnet analyze`` JSONL: instant) |
+| --compare-results | NSNET_COMPARE_RESULTS            | none: a second ``nsnet analyze`` JSONL (B) shown beside the rows |
 
 The resource ceilings a visitor's request runs under are all here (``Limits`` in the
 README): pixels per frame (``max_frame_pixels``), frames per request (``max_frames``),
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +85,7 @@ class AppSettings:
     video_root: Path | None = None
     subset: str | None = None
     results: Path | None = None            # per-video results (``nsnet analyze`` JSONL)
+    compare_results: Path | None = None    # a second results file (B), side by side with the rows (A)
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0:
@@ -145,7 +148,8 @@ def parse_pixels(text: str) -> int:
 
 def _dataset_settings(args: argparse.Namespace, pick) -> dict:
     """The dataset-mode fields (``--data``, ``--video-root``, ``--subset``, ``--results``)."""
-    paths = {name: pick(getattr(args, name), f"NSNET_{name.upper()}") for name in ("data", "video_root", "results")}
+    paths = {name: pick(getattr(args, name), f"NSNET_{name.upper()}")
+             for name in ("data", "video_root", "results", "compare_results")}
     return dict({k: Path(v).expanduser() if v else None for k, v in paths.items()},
                 subset=pick(args.subset, "NSNET_SUBSET") or None)
 
@@ -190,6 +194,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", help="keep one subset, e.g. validation (env NSNET_SUBSET; default all)")
     p.add_argument("--results", help="per-video results of `nsnet analyze` (JSONL; env NSNET_RESULTS): "
                                      "the Dataset tab is instant; without it rows are computed when first opened")
+    p.add_argument("--compare-results", metavar="B.jsonl",
+                   help="a second `nsnet analyze` results file (env NSNET_COMPARE_RESULTS), e.g. another checkpoint "
+                        "or K: the Dataset tab shows its labels beside the rows and the overlap of the selections")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -247,6 +254,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     except ValueError as exc:
         raise SystemExit(f"app.py: {exc}") from None
     _check_results(settings.results)
+    _check_compare(settings)
     return settings, args
 
 
@@ -261,3 +269,28 @@ def _check_results(results: Path | None) -> None:
         check_regular(results, f"--results {results}", error=ValueError)
     except ValueError as exc:
         raise SystemExit(f"app.py: {exc}") from None
+
+
+def _check_compare(settings: AppSettings) -> None:
+    """``--compare-results``: dataset mode on, a regular file whose first row is a row of ``nsnet analyze`` and
+    whose run file (``B.run.json``), when there, is one. A bad file: one line on stderr, exit 2, before any model
+    loads. Reads the file only up to its first valid row (the rows are read, bounded, when the page is built)."""
+    path = settings.compare_results
+    if path is None:
+        return
+    from nsnet.evaluation import jsonl  # lazily: importing settings stays light
+
+    what = f"--compare-results {path.name}"
+    try:
+        if not (settings.data or settings.results):
+            raise jsonl.ResultFileError("--compare-results needs dataset mode: give --results A.jsonl (or --data)")
+        found = jsonl.read_rows(path, max_rows=1, what=what)
+        if not found.rows:
+            why = f" (line {found.skipped[0][0]}: {found.skipped[0][1]})" if found.skipped else " (empty)"
+            raise jsonl.ResultFileError(f"{what}: not a results file of nsnet analyze: no valid row{why}")
+        run = jsonl.run_path(path)
+        if run.exists():
+            jsonl.read_run(run)
+    except (jsonl.ResultFileError, OSError) as exc:
+        sys.stderr.write(f"app.py: {str(exc).replace(str(jsonl.run_path(path)), jsonl.run_path(path).name)}\n")
+        raise SystemExit(2) from None

@@ -6,7 +6,10 @@
 time the Dataset tab is opened, ``start(compute)`` analyses the missing videos one by one in
 a background thread and caches each row here (shared by every visitor; bounded by the
 dataset). ``match(path)`` tells which of the dataset's videos a clip is (size, then content
-hash), so its ground truth shows wherever it is analysed.
+hash), so its ground truth shows wherever it is analysed. A folder of plain videos (no class
+folders) is an unlabelled dataset. ``attach_compare(B.jsonl)`` (``--compare-results``) adds a second
+results file: ``joined_rows()`` are the rows with B's NSNet outcome (``b_nsnet``, matched by video id)
+and the ``overlap`` (IoU) of the two selections.
 
 What dataset mode serves: exactly the dataset's videos. Each record's file is resolved once,
 here, when the dataset loads (symlinks followed) and kept only if it is a regular video file
@@ -33,7 +36,8 @@ from nsnet.errors import one_line
 from nsnet.evaluation.jsonl import ResultFileError, read_run, run_path
 
 from ..server.storage import file_sha256
-from .rows import ResultsFile, error_row, merge_record, pending_row, read_results, row_segments
+from .rows import (ResultsFile, error_row, merge_record, pending_row, read_results, row_segments, run_classes,
+                   selection_overlap)
 
 __all__ = ["DatasetStore", "dataset_roots", "check_video", "VideoRefused"]
 
@@ -165,21 +169,79 @@ class DatasetStore:
         self._hashes: dict[str, str] = {}
         self.model_label = ""          # who computed the lazy rows (set by ``start``)
         self.results_settings: dict = _run_settings(results_path) if results_path else {}
+        self.compare_path: str | None = None   # ``--compare-results``: B's rows by video id, merged with the records
+        self.compare_settings: dict = {}
+        self._compare: dict[str, dict] = {}
 
     @classmethod
     def open(cls, data: str | Path | None, video_root: str | Path | None = None, subset: str | None = None,
-             results: str | Path | None = None) -> "DatasetStore":
-        """Records from ``data`` (ActivityNet JSON, Kinetics CSV or folder) and rows from ``results``.
+             results: str | Path | None = None, compare: str | Path | None = None) -> "DatasetStore":
+        """Records from ``data`` (ActivityNet JSON, Kinetics CSV, a folder per class or of plain videos), rows from
+        ``results`` and, with ``compare``, a second results file (``attach_compare``).
 
-        Raises ``nsnet.data.records.DatasetError`` (one line) for a dataset it cannot read.
+        Raises ``nsnet.data.records.DatasetError`` (one line) for a dataset it cannot read, and
+        ``jsonl.ResultFileError`` for a results file that is not one.
         """
-        records, names = (load_dataset(data, video_root=video_root, subset=subset) if data else ([], []))
+        records, names = (load_dataset(data, video_root=video_root, subset=subset, unlabelled_ok=True)
+                          if data else ([], []))
         res = read_results(results) if results else None
         store = cls(records, names, source=str(data) if data else "", results=res,
                     results_path=str(results) if results else None, roots=dataset_roots(data, video_root, results))
+        if compare:
+            store.attach_compare(compare)
         log.info("dataset %s: %d videos, %d rows from %s", data or results, len(store.records), len(store._rows),
                  results or "nowhere (computed lazily)")
         return store
+
+    # ------------------------------------------------------------------ a second result set (B)
+    def attach_compare(self, path: str | Path) -> None:
+        """Read ``nsnet analyze`` rows of another run (``--compare-results``; bounded like ``--results``) and keep
+        those of this dataset's videos, re-marked against its ground truth. Raises ``jsonl.ResultFileError``
+        (one line) when the file cannot be read or holds no row of this dataset."""
+        found = read_results(path, flag="--compare-results")
+        name = Path(path).name
+        rows = {vid: merge_record(row, self._by_id[vid]) for vid, row in found.rows.items() if vid in self._by_id}
+        if found.rows and not rows:
+            raise ResultFileError(f"--compare-results {name}: none of its {len(found.rows)} rows is a video of "
+                                  f"{self.source_name}")
+        if len(rows) < len(found.rows):
+            log.warning("--compare-results %s: %d row(s) are not videos of %s (ignored)", name,
+                        len(found.rows) - len(rows), self.source_name)
+        with self._lock:
+            self._compare = rows
+            self.compare_path = str(path)
+            self.compare_settings = _run_settings(path)
+            self._version += 1
+
+    compared = property(lambda self: self.compare_path is not None, doc="Whether a second result set (B) is loaded.")
+    compare_name = property(lambda self: Path(self.compare_path or "").name, doc="B's file name, as the page shows it.")
+
+    def compare_rows(self) -> list[dict]:
+        """B's rows, in dataset order (videos B does not have are left out)."""
+        with self._lock:
+            return [self._compare[r.video_id] for r in self.records if r.video_id in self._compare]
+
+    def joined_rows(self) -> list[dict]:
+        """``rows()``; with B loaded, each a copy with ``b_nsnet`` (B's NSNet ``{label, score, correct}``, None
+        where B has no usable row) and ``overlap`` (IoU of the two ``selected``, None when either is missing)."""
+        rows = self.rows()
+        if not self.compared:
+            return rows
+        with self._lock:
+            b_rows = [self._compare.get(str(r["id"])) for r in rows]
+        out = []
+        for row, b in zip(rows, b_rows):
+            ok = b is not None and not b.get("error") and isinstance(b.get("nsnet"), dict)
+            usable_a = not row.get("error") and not row.get("pending")
+            out.append(dict(row, b_nsnet=b["nsnet"] if ok else None,
+                            overlap=selection_overlap(row.get("selected"), b.get("selected"))
+                            if ok and usable_a else None))
+        return out
+
+    @property
+    def score_classes(self) -> list[str] | None:
+        """The classes the results file's vectors score (its run file's ``classes``), or None."""
+        return run_classes(self.results_settings)
 
     # ------------------------------------------------------------------ what is served
     def served(self, video_id: str) -> Path:

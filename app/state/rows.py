@@ -30,7 +30,8 @@ from nsnet.evaluation.stats import finite, saliency_ap
 from nsnet.inference import PipelineResult
 from nsnet.inference.methods import CLIP_METHODS
 
-__all__ = ["ResultsFile", "result_row", "error_row", "pending_row", "read_results", "merge_record", "row_segments"]
+__all__ = ["ResultsFile", "result_row", "error_row", "pending_row", "read_results", "merge_record", "row_segments",
+           "selection_overlap", "run_classes"]
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +103,17 @@ class ResultsFile:
     bad_lines: tuple[int, ...] = ()
 
 
-def read_results(path: str | Path, max_rows: int = MAX_RESULT_ROWS) -> ResultsFile:
+def read_results(path: str | Path, max_rows: int = MAX_RESULT_ROWS, flag: str = "--results") -> ResultsFile:
     """Read a ``nsnet analyze`` JSONL file (``nsnet.evaluation.jsonl.read_rows``: each row checked field by field,
     size and nesting bounded). A malformed row is skipped; one warning names the skipped lines, so the server
     always starts. Raises ``jsonl.ResultFileError`` (one line) for a missing or non-regular file (a FIFO...)."""
     name = Path(path).name
-    found = read_rows(path, id_types=(str, int), max_rows=max_rows, what=f"--results {name}")
-    message = skipped_message(f"--results {name}", found)
+    found = read_rows(path, id_types=(str, int), max_rows=max_rows, what=f"{flag} {name}")
+    message = skipped_message(f"{flag} {name}", found)
     if message:
         log.warning("%s", message)
     if found.truncated:
-        log.warning("--results %s: read the first %d rows only (the app's bound)", name, max_rows)
+        log.warning("%s %s: read the first %d rows only (the app's bound)", flag, name, max_rows)
     rows: dict[str, dict] = {}
     for row in found.rows:
         if row.get("frame_probs") is not None:
@@ -138,3 +139,20 @@ def merge_record(row: dict, record: VideoRecord | None) -> dict:
     if out.get("duration_s") is None:
         out["duration_s"] = finite(record.duration)
     return out
+
+
+def selection_overlap(a: Any, b: Any) -> float | None:
+    """Intersection over union of two rows' selected preview indices, |A ∩ B| / |A ∪ B|; None when either
+    row has no selection (not analysed, an error, or missing)."""
+    if not isinstance(a, (list, tuple)) or not isinstance(b, (list, tuple)) or not a or not b:
+        return None
+    sa, sb = set(a), set(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def run_classes(run: Mapping[str, Any]) -> list[str] | None:
+    """The class names a run file records (``classes``: what ``class_scores`` / ``frame_probs`` score), or None."""
+    names = run.get("classes") if isinstance(run, Mapping) else None
+    if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+        return list(names)
+    return None

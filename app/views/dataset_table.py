@@ -4,7 +4,10 @@ A *row* is one video's analysis, the line format ``nsnet analyze`` writes (``app
 ``COLUMNS`` is the one definition of what the table and the ``/dataset`` endpoint show: each
 column has its ``/dataset`` key and value and, when the page shows it, its header, type and
 cell. Adding a column is one entry here; the tab (``app.tabs.dataset``) reads the headers
-and types from this module. No Gradio, no network.
+and types from this module. With a second result set (``--compare-results``; rows joined by
+``DatasetStore.joined_rows``, which adds ``b_nsnet`` and ``overlap``), ``B_COLUMNS`` follow (B's
+label and mark, the overlap of the two selections), and the outcomes ``COMPARE_OUTCOMES`` and
+sorts ``COMPARE_SORTS`` are offered too: every ``compare=True`` below. No Gradio, no network.
 """
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from nsnet.evaluation.stats import finite
 
 __all__ = ["Column", "COLUMNS", "API_KEYS", "TABLE_HEADERS", "TABLE_TYPES", "OUTCOMES", "ANY_CLASS", "ALL",
            "SORT_KEYS", "SORTS", "DATASET_ORDER", "PENDING", "api_row", "table_row", "filter_rows", "sort_rows",
-           "outcome_of", "mark"]
+           "outcome_of", "mark", "B_COLUMNS", "COMPARE_OUTCOMES", "COMPARE_SORTS", "A_RIGHT_B_WRONG",
+           "B_RIGHT_A_WRONG", "headers", "types", "outcomes", "sorts", "sort_keys"]
 
 RIGHT, WRONG = "✓", "✗"
 PENDING = "… pending"
@@ -96,10 +100,36 @@ COLUMNS: tuple[Column, ...] = (
 )
 _SHOWN = tuple(c for c in COLUMNS if c.header is not None)
 
+
+def _b(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    value = row.get("b_nsnet")
+    return value if isinstance(value, dict) else {}
+
+
+# With a second result set (B): its NSNet label and mark, and the IoU of the two selections.
+B_COLUMNS: tuple[Column, ...] = (
+    Column("b_label", lambda r: _b(r).get("label"), "B: NSNet", cell=_text_of("b_label")),
+    Column("b_correct", lambda r: _b(r).get("correct"), "B ✓", cell=_mark_of("b_correct")),
+    Column("overlap", _rounded("overlap", 3), "Overlap A∩B / A∪B", "number", cell=lambda row, api: api["overlap"]),
+)
+
+
+def _columns(compare: bool) -> tuple[Column, ...]:
+    return COLUMNS + B_COLUMNS if compare else COLUMNS
+
+
+def headers(compare: bool = False) -> list[str]:
+    """The table's headers (with B's columns when ``compare``)."""
+    return [c.header for c in _columns(compare) if c.header is not None]
+
+
+def types(compare: bool = False) -> list[str]:
+    return [c.dtype for c in _columns(compare) if c.header is not None]
+
 API_KEYS = tuple(c.key for c in COLUMNS)                # the ``/dataset`` endpoint's row keys, in table order
 TABLE_HEADERS = [c.header for c in _SHOWN]
 TABLE_TYPES = [c.dtype for c in _SHOWN]
-SORT_KEYS = API_KEYS   # ``sort_rows`` accepts any of these
+SORT_KEYS = API_KEYS   # ``sort_rows`` accepts any of these (and, with B, ``B_COLUMNS``' keys)
 # The Sort dropdown: name -> (``API_KEYS`` column or None, descending). Failures sort first ("✗ before ✓").
 SORTS: dict[str, tuple[str | None, bool]] = {
     DATASET_ORDER: (None, False),
@@ -113,6 +143,22 @@ SORTS: dict[str, tuple[str | None, bool]] = {
     "ground truth": ("gt", False),
     "NSNet label": ("nsnet_label", False),
 }
+
+
+COMPARE_SORTS: dict[str, tuple[str | None, bool]] = {
+    "B wrong first": ("b_correct", False),
+    "overlap, lowest first": ("overlap", False),
+    "overlap, highest first": ("overlap", True),
+}
+
+
+def sorts(compare: bool = False) -> dict[str, tuple[str | None, bool]]:
+    """The Sort menu's choices (B's too when ``compare``)."""
+    return {**SORTS, **COMPARE_SORTS} if compare else dict(SORTS)
+
+
+def sort_keys(compare: bool = False) -> tuple[str, ...]:
+    return tuple(c.key for c in _columns(compare))
 
 
 PAGE_ROWS = 500   # rows of the Dataset tab's table sent at once (a page); /dataset returns every row
@@ -129,15 +175,15 @@ def page_of(rows: Sequence[Any], page: Any, size: int = PAGE_ROWS) -> tuple[list
     return list(rows[(page - 1) * size: page * size]), page
 
 
-def api_row(row: Mapping[str, Any]) -> dict:
-    """One ``/dataset`` row: ``API_KEYS``."""
-    return {c.key: c.value(row) for c in COLUMNS}
+def api_row(row: Mapping[str, Any], compare: bool = False) -> dict:
+    """One ``/dataset`` row: ``API_KEYS`` (then ``b_label``, ``b_correct``, ``overlap`` when ``compare``)."""
+    return {c.key: c.value(row) for c in _columns(compare)}
 
 
-def table_row(row: Mapping[str, Any]) -> list[Any]:
-    """One row of the Dataset tab's table (``TABLE_HEADERS``)."""
-    api = api_row(row)
-    return [c.cell(row, api) for c in _SHOWN]
+def table_row(row: Mapping[str, Any], compare: bool = False) -> list[Any]:
+    """One row of the Dataset tab's table (``TABLE_HEADERS``, or ``headers(compare)``)."""
+    api = api_row(row, compare)
+    return [c.cell(row, api) for c in _columns(compare) if c.header is not None]
 
 
 def _both(a: str, want_a: bool, b: str, want_b: bool) -> Callable[[Mapping[str, Any]], bool]:
@@ -159,6 +205,22 @@ OUTCOMES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
 }
 
 
+A_RIGHT_B_WRONG = "A right, B wrong"
+B_RIGHT_A_WRONG = "B right, A wrong"
+# With a second result set: A is this table's NSNet, B the ``--compare-results`` NSNet.
+COMPARE_OUTCOMES: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    A_RIGHT_B_WRONG: lambda r: _ok(r, "nsnet") is True and _b(r).get("correct") is False,
+    B_RIGHT_A_WRONG: lambda r: _ok(r, "nsnet") is False and _b(r).get("correct") is True,
+    "A and B wrong": lambda r: _ok(r, "nsnet") is False and _b(r).get("correct") is False,
+    "not in B": lambda r: not _b(r),
+}
+
+
+def outcomes(compare: bool = False) -> dict[str, Callable[[Mapping[str, Any]], bool]]:
+    """The Outcome menu's filters (B's too when ``compare``)."""
+    return {**OUTCOMES, **COMPARE_OUTCOMES} if compare else dict(OUTCOMES)
+
+
 def outcome_of(row: Mapping[str, Any]) -> str:
     """A short word for the row (for logs and tests): right / wrong / unknown / error / pending."""
     if row.get("error"):
@@ -171,15 +233,17 @@ def outcome_of(row: Mapping[str, Any]) -> str:
 def filter_rows(rows: Iterable[Mapping[str, Any]], class_name: str | None = None, outcome: str | None = None,
                 text: str | None = None) -> list[Mapping[str, Any]]:
     """Rows whose ground truth is ``class_name`` (``None``, "" or ``ANY_CLASS``: any), whose methods'
-    right/wrong marks match ``outcome`` (a key of ``OUTCOMES``; ``None`` or "": all), and whose id or
+    right/wrong marks match ``outcome`` (a key of ``OUTCOMES`` or ``COMPARE_OUTCOMES``; ``None`` or "": all), and
+    whose id or
     labels contain ``text`` (case-insensitive; every whitespace-separated word must occur).
 
     Raises ``ValueError`` for an unknown outcome.
     """
     outcome = outcome or ALL
-    if outcome not in OUTCOMES:
-        raise ValueError(f"unknown outcome {outcome!r} (choose from: {', '.join(OUTCOMES)})")
-    keep = OUTCOMES[outcome]
+    known = outcomes(compare=True)
+    if outcome not in known:
+        raise ValueError(f"unknown outcome {outcome!r} (choose from: {', '.join(known)})")
+    keep = known[outcome]
     cls = None if class_name in (None, "", ANY_CLASS) else class_name
     words = (text or "").lower().split()
     out = []
@@ -191,7 +255,7 @@ def filter_rows(rows: Iterable[Mapping[str, Any]], class_name: str | None = None
         if words:
             hay = " ".join(str(x or "") for x in (r.get("id"), r.get("gt"), _method(r, "nsnet").get("label"),
                                                    _method(r, "dense").get("label"),
-                                                   _method(r, "uniform").get("label"))).lower()
+                                                   _method(r, "uniform").get("label"), _b(r).get("label"))).lower()
             if not all(w in hay for w in words):
                 continue
         out.append(r)
@@ -206,9 +270,10 @@ def sort_rows(rows: Sequence[Mapping[str, Any]], key: str | None = None, descend
     """
     if not key:
         return list(rows)
-    if key not in SORT_KEYS:
-        raise ValueError(f"unknown sort column {key!r} (choose from: {', '.join(SORT_KEYS)})")
-    value = next(c.value for c in COLUMNS if c.key == key)
+    every = COLUMNS + B_COLUMNS
+    if key not in sort_keys(compare=True):
+        raise ValueError(f"unknown sort column {key!r} (choose from: {', '.join(c.key for c in every)})")
+    value = next(c.value for c in every if c.key == key)
     keyed = [(value(r), r) for r in rows]
     known = [(v, r) for v, r in keyed if v is not None]
     unknown = [r for v, r in keyed if v is None]

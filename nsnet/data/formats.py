@@ -51,7 +51,7 @@ from .. import jsonsafe
 from .records import VIDEO_EXTENSIONS, DatasetError, Problems, VideoRecord, normalise_subset
 
 __all__ = ["load_dataset", "read_activitynet", "read_kinetics_csv", "read_folder_tree", "index_videos",
-           "read_class_names", "detect_format"]
+           "read_class_names", "detect_format", "read_plain_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -260,9 +260,21 @@ def _read_split_file(split_file: Path, problems: Problems) -> dict[str, str]:
     return subsets
 
 
+def read_plain_folder(root: str | os.PathLike) -> list[VideoRecord]:
+    """The video files directly in ``root`` (not in sub-folders; hidden files skipped), unlabelled, in name
+    order: id = the file name without extension (``nsnet analyze FOLDER``'s ids for these files)."""
+    root = Path(root)
+    files = sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS
+                   and not p.is_dir())
+    return [VideoRecord(p.stem, p, None, -1, None) for p in files]
+
+
 def read_folder_tree(root: str | os.PathLike, split_file: str | os.PathLike | None = None,
-                     class_names: list[str] | None = None) -> tuple[list[VideoRecord], list[str]]:
-    """Read a ``root/class_name/*.mp4`` tree with an optional split file (module docstring)."""
+                     class_names: list[str] | None = None, *, unlabelled_ok: bool = False
+                     ) -> tuple[list[VideoRecord], list[str]]:
+    """Read a ``root/class_name/*.mp4`` tree with an optional split file (module docstring). With
+    ``unlabelled_ok``, a folder without class folders but with video files of its own is read as
+    an unlabelled dataset (``read_plain_folder``; no class names)."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: no such folder")
@@ -289,8 +301,14 @@ def read_folder_tree(root: str | os.PathLike, split_file: str | os.PathLike | No
         problems.add("split entry without a video", rel)
     problems.report(len(records) + len(unknown) + sum(1 for d in dirs if d not in index_of and per_class[d]),
                     "videos / split lines")
+    if not records and unlabelled_ok and split_file is None and class_names is None:
+        plain = read_plain_folder(root)
+        if plain:
+            log.info("%s: no class folders; %d video files read as an unlabelled dataset", root, len(plain))
+            return plain, []
     if not records:
-        raise DatasetError(f"{root}: no videos found in class folders (root/class_name/*.mp4)")
+        raise DatasetError(f"{root}: no videos found in class folders (root/class_name/*.mp4)"
+                           + (" nor in the folder itself" if unlabelled_ok else ""))
     return records, names
 
 
@@ -322,13 +340,15 @@ def load_dataset(
     *,
     class_names: list[str] | None = None,
     split_file: str | os.PathLike | None = None,
+    unlabelled_ok: bool = False,
 ) -> tuple[list[VideoRecord], list[str]]:
     """Records (optionally of one ``subset``) and the class names of a dataset.
 
     ``path`` is an annotation file or a dataset folder; ``fmt`` is ``"auto"``,
     ``"activitynet"``, ``"kinetics"`` or ``"folder"``. ``subset`` accepts the aliases
     ``train`` / ``val`` / ``test``; ``None`` or ``"all"`` keeps every record. Label indices
-    always refer to the full class list, whatever the subset.
+    always refer to the full class list, whatever the subset. ``unlabelled_ok``: a folder of plain
+    videos (no class folders) is read as an unlabelled dataset (the explorer's ``--data FOLDER``).
     """
     path = Path(path)
     if fmt == "auto":
@@ -340,7 +360,7 @@ def load_dataset(
     elif fmt == "kinetics":
         records, names = read_kinetics_csv(path, video_root, class_names)
     elif fmt == "folder":
-        records, names = read_folder_tree(video_root or path, split_file, class_names)
+        records, names = read_folder_tree(video_root or path, split_file, class_names, unlabelled_ok=unlabelled_ok)
     else:
         raise DatasetError(f"unknown dataset format {fmt!r} (auto, activitynet, kinetics, folder)")
     if subset not in (None, "all"):

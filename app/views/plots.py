@@ -57,7 +57,7 @@ def removal_spec(result: PipelineResult, height: int = 260) -> dict:
         return empty_spec("The removal curve appears after the dense pass.", height)
     layout = chart_layout("previews removed", height)
     layout["yaxis"]["title"]["text"] = "P(full-clip label)"
-    layout["margin"] = dict(l=56, r=16, t=36, b=44)
+    layout["margin"] = dict(l=56, r=16, t=64, b=44)   # room for the title above the legend
     data = []
     for most, name, color, width in ((True, "most salient removed first", COLORS["fused"], 3),
                                      (False, "least salient removed first", COLORS["teacher"], 1.8)):
@@ -69,6 +69,8 @@ def removal_spec(result: PipelineResult, height: int = 260) -> dict:
                          hovertemplate=f"%{{customdata}}<br>P({curve['full_label']})=%{{y:.3f}}<extra></extra>"))
     layout["title"] = dict(text=f"Removing previews: what the recognizer says (label of the full clip: "
                                 f"{html.escape(curve['full_label'])})", x=0.01, xanchor="left", font=dict(size=13))
+    layout["title"].update(y=0.97, yanchor="top")
+    layout["legend"].update(y=1.0, yanchor="bottom")
     layout["hovermode"] = "closest"
     return {"data": data, "layout": layout}
 

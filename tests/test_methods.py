@@ -227,6 +227,25 @@ def test_compare_needs_the_dense_outputs_and_seeds_random_k_with_0_by_default():
     assert rows["random"]["frames"] == random_indices(6, 2, torch.Generator().manual_seed(seed))
 
 
+def test_a_clip_is_identified_by_its_content_fingerprint_else_by_a_hash_of_its_outputs():
+    """The documented rule, re-implemented here: the recorded fingerprint as it is; without one,
+    "outputs:" + the first 16 hex digits of sha256 over the float32 bytes of timestamps, p_t, g_t."""
+    import hashlib
+
+    res = _result()
+    with_print = dataclasses.replace(res, video=dict(res.video, fingerprint="sha256:feedbeef"))
+    assert clip_video_id(with_print) == "sha256:feedbeef"
+    bare = dataclasses.replace(res, video={k: v for k, v in res.video.items() if k != "fingerprint"})
+    h = hashlib.sha256()
+    for values in (bare.timestamps_s, bare.frame_scores, bare.attention):
+        h.update(np.asarray(values, dtype=np.float32).tobytes())
+    assert clip_video_id(bare) == "outputs:" + h.hexdigest()[:16]
+    # the random-K row follows the identity: the fingerprint's seed, drawn by hand
+    rows = {r["method"]: r for r in compare(with_print)}
+    g = torch.Generator().manual_seed(video_seed(0, "sha256:feedbeef"))
+    assert rows["random"]["frames"] == sorted(torch.randperm(6, generator=g)[:2].tolist())
+
+
 def test_rerank_keeps_every_other_field():
     res = _result()
     re = rerank(res, 2, 0.8)

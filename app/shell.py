@@ -25,7 +25,7 @@ import numpy as np
 from nsnet.inference import Pipeline
 
 from .server.runtime import choose_runner, configure_environment, import_spaces
-from .server.settings import AppSettings, parse_settings
+from .server.settings import DEFAULT_PORT, AppSettings, parse_settings
 from .server.storage import ExportArea
 from .state.context import AppContext
 from .state.dataset import DatasetStore
@@ -209,8 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a Space or container stopping) ends the server like Ctrl-C, so the normal exit
     # runs and removes this instance's export folder (``app.server.storage``; atexit).
     signal.signal(signal.SIGTERM, _interrupt)
-    create_demo(settings).launch(**launch_kwargs(settings))
+    demo = create_demo(settings)
+    if not settings.port:
+        _scan_from_default_port()
+    demo.launch(**launch_kwargs(settings))
     return 0
+
+
+def _scan_from_default_port() -> None:
+    """Port 0 means the first free one from 7860. Gradio reads ``GRADIO_SERVER_PORT`` once, on import, as the
+    start of its scan: set to 0 it would bind a random port and announce (and check) port 0."""
+    from gradio import http_server
+
+    if http_server.INITIAL_PORT_VALUE == 0:
+        http_server.INITIAL_PORT_VALUE = DEFAULT_PORT
 
 
 def _interrupt(signum, frame) -> None:

@@ -21,7 +21,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -133,7 +132,7 @@ NOT_RUN = {
 class Run:
     """One command run on tiny inputs. ``argv`` starts with the program as the docs write it
     (``nsnet``, ``python``, ``make``); placeholders: {tmp} a module temp folder, {ds} a 4-video
-    benchmark (the make-synthetic entry), {ex} a bundled example clip, {port} a free port,
+    benchmark (the make-synthetic entry), {ex} a bundled example clip, {port} 0 (the server picks a free port),
     {config} a tiny training config (JSON)."""
 
     argv: list[str]
@@ -387,12 +386,6 @@ def test_documented_make_targets_exist():
 # ------------------------------------------------------------------------------------ running them
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def child_env(extra: dict | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NSNET_", "GRADIO_SERVER_"))}
     env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", **(extra or {}))
@@ -430,7 +423,7 @@ class Workspace:
         for dep in entry.needs:
             dep_proc = self.run(dep)
             assert dep_proc.returncode in RUNS[dep].codes, f"{dep} (needed by {name}) failed"
-        port = free_port()
+        port = 0   # a server picks its own free port and logs its URL (no probe-then-bind race)
         argv = program_argv([self.fill(a, port) for a in entry.argv])
         env = child_env({k: self.fill(v, port) for k, v in (entry.env or {}).items()})
         proc = (serve(argv, env, port, entry, self.tmp) if entry.serve else
@@ -441,15 +434,21 @@ class Workspace:
 
 def serve(argv, env, port, entry: Run, tmp: Path) -> subprocess.CompletedProcess:
     """Start a server, wait until it answers, run the entry's check while it is up, stop it."""
-    log = tmp / f"server-{port}.log"
+    log = tmp / f"server-{re.sub(r'[^A-Za-z0-9]+', '-', ' '.join(argv[:3]))}-{time.monotonic_ns()}.log"
     with log.open("w") as out:
         server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + entry.timeout
+        url, deadline = f"http://127.0.0.1:{port}/" if port else "", time.monotonic() + entry.timeout
         try:
             while True:
                 assert server.poll() is None, f"{argv[:3]} exited with {server.returncode}: {log.read_text()[-2000:]}"
                 assert time.monotonic() < deadline, f"{argv[:3]} did not answer within {entry.timeout} s"
+                if not url:   # the port the server chose, from its log
+                    found = re.search(r"Running on local URL:\s*(http://[\w.:-]+)", log.read_text())
+                    if not found:
+                        time.sleep(0.5)
+                        continue
+                    url = found[1].rstrip("/") + "/"
                 try:
                     with urllib.request.urlopen(url, timeout=5) as resp:
                         if resp.status == 200:

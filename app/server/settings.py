@@ -48,7 +48,7 @@ from typing import Mapping, Sequence
 
 from nsnet import limits  # constants only: importing settings stays light (no torch, no Gradio)
 
-__all__ = ["AppSettings", "parse_settings", "parse_pixels", "REPO_ROOT"]
+__all__ = ["AppSettings", "parse_settings", "parse_pixels", "REPO_ROOT", "DEFAULT_PORT"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,10 +59,12 @@ def _env_bool(value: str | None) -> bool | None:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+DEFAULT_PORT = 7860   # Gradio's own default; 0 scans upward from it
+
 @dataclass(frozen=True)
 class AppSettings:
     host: str = "127.0.0.1"
-    port: int = 7860
+    port: int = DEFAULT_PORT
     checkpoint: str | None = None          # None: the bundled demo model (nsnet.inference.checkpoint), else untrained
     models_dir: Path | None = None
     examples_dir: Path = REPO_ROOT / "assets" / "examples"

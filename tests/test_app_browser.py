@@ -47,6 +47,11 @@ def export_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".json")) if root.is_dir() else []
 
 
+# The clip box was cleared: the old file is gone and the empty upload box (its file input) is back.
+CLEARED_JS = """(old) => { const box = document.querySelector('#clip-input');
+  return box && !box.innerText.includes(old) && box.querySelector('input[type=file]') !== null; }"""
+
+
 def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     clip = write_clip(tmp_path / "street.mp4", num_frames=40, fps=10, size=(160, 96))
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -131,6 +136,7 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video " * 100)
     page.locator("#clip-input button[aria-label='Clear']").first.click()
+    page.wait_for_function(CLEARED_JS, arg="street.mp4", timeout=30_000)   # the upload box is back
     page.set_input_files("#clip-input input[type=file]", str(junk))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('junk.mp4')",
                            timeout=90_000)  # an upload waits behind a busy CPU

@@ -39,6 +39,10 @@ from .common import CHROMIUM, CHROMIUM_ARGS, print_report
 
 log = logging.getLogger("app.bench")
 
+# The clip box was cleared: the old file is gone and the empty upload box (its file input) is back.
+CLEARED_JS = """(old) => { const box = document.querySelector('#clip-input');
+  return box && !box.innerText.includes(old) && box.querySelector('input[type=file]') !== null; }"""
+
 # Clicks Run and resolves with [first, full] ms: *first* when NSNet's result of this run is on the
 # page (the headline names this run's clip, the chart redrawn since the click, every gallery and
 # viewer image loaded, the top-5 labels filled), *full* when the run has finished (the chart's
@@ -158,6 +162,7 @@ def bench_browser(demo, launch_kw: dict, clip: Path, runs: int, k_new: int) -> d
                 path = names[i % 2]
                 if i:
                     page.locator("#clip-input button[aria-label='Clear']").first.click()
+                    page.wait_for_function(CLEARED_JS, arg=names[(i - 1) % 2].name, timeout=60_000)
                 page.set_input_files("#clip-input input[type=file]", str(path))
                 page.wait_for_function("(n) => document.querySelector('#clip-input').innerText.includes(n)",
                                        arg=path.name, timeout=60_000)

@@ -154,11 +154,11 @@ def shoot_analysis(browser, url: str, clip: Path, dest: Path, timeout_ms: int) -
         page.wait_for_selector("#run-button", timeout=timeout_ms)
         page.set_input_files("#clip-input input[type=file]", str(clip))
         page.wait_for_function("(name) => document.querySelector('#clip-input').innerText.includes(name)",
-                               arg=clip.name, timeout=timeout_ms)
+                               arg=clip.name, timeout=timeout_ms, polling=100)
         page.click("#run-button")
         page.wait_for_function(RESULT_READY_JS, timeout=timeout_ms, polling=200)
         page.wait_for_function("(stem) => document.querySelector('#summary').innerText.includes(stem)",
-                               arg=clip.stem, timeout=timeout_ms)
+                               arg=clip.stem, timeout=timeout_ms, polling=100)
         page.wait_for_timeout(800)  # let the chart's and the gallery's transitions settle
         save_png(page, None, dest)
     finally:

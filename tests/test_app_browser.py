@@ -66,17 +66,18 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     assert "untrained" in page.inner_text("#model-banner").lower()  # the tiny random model is labelled as such
     page.set_input_files("#clip-input input[type=file]", str(clip))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('street.mp4')",
-                           timeout=90_000)  # an upload waits behind a busy CPU
+                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.wait_for_selector("#saliency-plot .js-plotly-plot .scatterlayer .trace", timeout=60_000)
     page.wait_for_selector("#selected-gallery img", timeout=30_000)
-    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('street.mp4')")
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('street.mp4')", polling=100)
     assert page.locator("#selected-gallery img").count() == K
     legend = page.locator("#saliency-plot .legend").first.text_content()
     for name in ("frame-level", "attention", "fused", f"selected (K={K})"):
         assert name in legend
     # NSNet's own result shows first; the dense pass then fills the comparison table
-    page.wait_for_function("() => document.querySelector('#compare').innerText.includes('Dense-8')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#compare').innerText.includes('Dense-8')",
+                           timeout=60_000, polling=100)
     assert "NSNet-3" in page.inner_text("#compare") and "Dense-8" in page.inner_text("#compare")
     assert "Decode" in page.inner_text("#cost") and "Device" in page.inner_text("#cost")
 
@@ -85,8 +86,9 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     k_input.fill("5")
     k_input.press("Enter")
     page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('K=5')",
-                           timeout=15_000)
-    page.wait_for_function("() => document.querySelectorAll('#selected-gallery img').length === 5", timeout=15_000)
+                           timeout=15_000, polling=100)
+    page.wait_for_function("() => document.querySelectorAll('#selected-gallery img').length === 5",
+                           timeout=15_000, polling=100)
     assert export_files(export_root) == []  # runs and K/λ moves write no export file
 
     # exports are written on click, for the current K and λ
@@ -103,7 +105,8 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     lam_input = page.locator("#lam-slider input[type=number]").first
     lam_input.fill("0.3")
     lam_input.press("Enter")
-    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('λ=0.30')", timeout=15_000)
+    page.wait_for_function("() => document.querySelector('#summary').innerText.includes('λ=0.30')",
+                           timeout=15_000, polling=100)
     assert sorted(p.name for p in export_files(export_root)) == ["street_T8_K5_lam0.50.csv",
                                                                   "street_T8_K5_lam0.50.json"]
     with page.expect_download() as download:
@@ -115,14 +118,14 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     frame_input.fill("2")
     frame_input.press("Enter")
     page.wait_for_function("() => document.querySelector('#frame-caption').innerText.includes('Frame 2 of 8')",
-                           timeout=15_000)
+                           timeout=15_000, polling=100)
     page.locator("#selected-gallery img").first.click()
     page.wait_for_function("() => document.querySelector('#frame-caption').innerText.includes('selected, rank')",
-                           timeout=15_000)
+                           timeout=15_000, polling=100)
 
     page.get_by_label("Show teacher curve").check()
     page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('teacher')",
-                           timeout=15_000)
+                           timeout=15_000, polling=100)
     page.wait_for_timeout(500)
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -136,10 +139,10 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"not a video " * 100)
     page.locator("#clip-input button[aria-label='Clear']").first.click()
-    page.wait_for_function(CLEARED_JS, arg="street.mp4", timeout=30_000)   # the upload box is back
+    page.wait_for_function(CLEARED_JS, arg="street.mp4", timeout=30_000, polling=100)   # the upload box is back
     page.set_input_files("#clip-input input[type=file]", str(junk))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('junk.mp4')",
-                           timeout=90_000)  # an upload waits behind a busy CPU
+                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.get_by_text("junk.mp4: not a video").first.wait_for(timeout=30_000)
     page.close()
@@ -152,7 +155,7 @@ def test_example_click_runs_with_ground_truth(app_url, browser):
     page.get_by_text("walk · walking").first.click()
     page.wait_for_selector("#selected-gallery img", timeout=60_000)
     page.wait_for_function("() => document.querySelector('#saliency-plot .legend').textContent.includes('ground truth')",
-                           timeout=30_000)
+                           timeout=30_000, polling=100)
     assert "walk.mp4" in page.inner_text("#summary")
     page.close()
 
@@ -168,10 +171,10 @@ def test_closing_the_page_removes_the_sessions_files(app_url, export_root, brows
     page.wait_for_selector("#run-button", timeout=30_000)
     page.set_input_files("#clip-input input[type=file]", str(clip))
     page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('leaving.mp4')",
-                           timeout=90_000)  # an upload waits behind a busy CPU
+                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
     page.click("#run-button")
     page.wait_for_function("() => document.querySelector('#summary').innerText.includes('leaving.mp4')",
-                           timeout=60_000)
+                           timeout=60_000, polling=100)
     (mine,) = set(export_root.glob("instance-*/session-*")) - before
     assert len(list(mine.rglob("*.jpg"))) == 8
     page.close()

@@ -36,7 +36,7 @@ def open_page(browser, url):
 def wait_text(page, selector: str, text: str, timeout: int = 30_000) -> None:
     page.wait_for_function("([s, t]) => { const e = document.querySelector(s);"
                            " return !!e && (e.innerText ?? e.textContent ?? '').includes(t); }",
-                           arg=[selector, text], timeout=timeout)
+                           arg=[selector, text], timeout=timeout, polling=100)
 
 
 def pick(page, dropdown: str, option: str) -> None:
@@ -89,7 +89,7 @@ def test_dataset_tab_filters_sorts_and_opens_a_row_with_ground_truth(served, bro
     pick(page, "#ds-sort", "NSNet wrong first")  # server-side sort: failures first
     page.wait_for_function("() => { const c = (r) => document.querySelector("
                            "`#ds-table .virtual-row[data-index='${r}'] [data-col='3']`).innerText.trim();"
-                           " return c(0) === '✗' && c(5) === '✓'; }", timeout=15_000)
+                           " return c(0) === '✗' && c(5) === '✓'; }", timeout=15_000, polling=100)
     assert [cell(page, i, 3) for i in range(6)] == ["✗"] * 3 + ["✓"] * 3
     pick(page, "#ds-sort", "saliency AP, highest first")
     page.wait_for_timeout(300)
@@ -145,7 +145,7 @@ def test_compare_two_checkpoints_on_one_clip(served, browser, tmp_path):
     assert f"T={T}, K={K + 2}" in page.inner_text("#cmp-overlap")
     page.get_by_label("Also frame-level and attention curves").check()
     page.wait_for_function("() => document.querySelector('#cmp-plot .legend').textContent.includes('B: attention g')",
-                           timeout=15_000)
+                           timeout=15_000, polling=100)
     page.locator("#cmp-accordion").screenshot(path=str(tmp_path / "compare.png"))
     assert not errors, errors
     page.close()

@@ -162,10 +162,10 @@ def bench_browser(demo, launch_kw: dict, clip: Path, runs: int, k_new: int) -> d
                 path = names[i % 2]
                 if i:
                     page.locator("#clip-input button[aria-label='Clear']").first.click()
-                    page.wait_for_function(CLEARED_JS, arg=names[(i - 1) % 2].name, timeout=60_000)
+                    page.wait_for_function(CLEARED_JS, arg=names[(i - 1) % 2].name, timeout=60_000, polling=100)
                 page.set_input_files("#clip-input input[type=file]", str(path))
                 page.wait_for_function("(n) => document.querySelector('#clip-input').innerText.includes(n)",
-                                       arg=path.name, timeout=60_000)
+                                       arg=path.name, timeout=60_000, polling=100)
                 first, full = page.evaluate(RUN_JS, path.name)
                 first_times.append(first / 1e3)
                 run_times.append(full / 1e3)

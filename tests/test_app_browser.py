@@ -17,6 +17,7 @@ require()  # skips this module without Chromium or Playwright
 
 from clips import write_clip  # noqa: E402
 from test_app_client import K, launch, make_examples, tiny_pipeline  # noqa: E402
+from app.bench.page import CLEARED_JS  # noqa: E402  (the cleared upload box, as the bench waits for it)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -45,11 +46,6 @@ def export_root(work) -> Path:
 
 def export_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".csv", ".json")) if root.is_dir() else []
-
-
-# The clip box was cleared: the old file is gone and the empty upload box (its file input) is back.
-CLEARED_JS = """(old) => { const box = document.querySelector('#clip-input');
-  return box && !box.innerText.includes(old) && box.querySelector('input[type=file]') !== null; }"""
 
 
 def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):

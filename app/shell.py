@@ -39,7 +39,7 @@ from .tabs.errors import user_errors
 from .views.banner import banner_classes, banner_markdown, describe
 from .views.plots import saliency_spec
 
-__all__ = ["build_demo", "launch_kwargs", "create_demo", "main", "warmup", "THEME", "CSS", "TITLE",
+__all__ = ["build_demo", "open_dataset", "launch_kwargs", "create_demo", "main", "warmup", "THEME", "CSS", "TITLE",
            "INTRO"]
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,13 @@ def _store_from(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings)
                       hub_allow=settings.hub_allow, hub_max_bytes=settings.hub_max_bytes)
 
 
+def open_dataset(settings: AppSettings) -> DatasetStore:
+    """Dataset mode's store as the settings give it: ``--data``, ``--video-root``, ``--subset``, ``--results``
+    and ``--compare-results`` (B attached here, so a bad B is a start-up error, not a page's)."""
+    return DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results,
+                             compare=settings.compare_results)
+
+
 def build_demo(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings | None = None, *,
                examples: list[ExampleClip] | None = None, cache: ResultCache | None = None,
                export_root: Path | None = None, dataset: DatasetStore | None = None) -> gr.Blocks:
@@ -104,7 +111,7 @@ def build_demo(pipeline_or_store: Pipeline | ModelStore, settings: AppSettings |
     if examples is None:
         examples = load_examples(settings.examples_dir)
     if dataset is None and (settings.data or settings.results):
-        dataset = DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results)
+        dataset = open_dataset(settings)
     runner = choose_runner(settings.zero_gpu, store.default.device, store)
     area = ExportArea(export_root or settings.export_dir, settings.export_bytes, settings.export_max_age_s).open()
     ctx = AppContext(store=store, settings=settings, examples=tuple(examples), cache=cache or ResultCache(),
@@ -193,8 +200,7 @@ def create_demo(settings: AppSettings) -> gr.Blocks:
         from nsnet.data.records import DatasetError
 
         try:
-            data = DatasetStore.open(settings.data, settings.video_root, settings.subset, settings.results,
-                                     compare=settings.compare_results)
+            data = open_dataset(settings)
         except (DatasetError, OSError, ValueError) as exc:   # ValueError: jsonl.ResultFileError (FIFO, missing)
             raise SystemExit(f"app.py: cannot load the dataset: {exc}") from None
     return build_demo(store, settings, examples=examples, dataset=data)

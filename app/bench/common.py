@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "print_report"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "print_report", "finish_report"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -18,3 +20,12 @@ def print_report(report: dict, path: Path | None) -> int:
     if path:
         path.write_text(text + "\n")
     return 0
+
+
+def finish_report(report: dict, browser: Callable[[], dict] | None, path: Path | None) -> int:
+    """Add the Chromium measurement (``browser()``; skipped, and said so, when Chromium is missing; None:
+    not asked for) and the load average at the end, then print the report (``print_report``)."""
+    if browser is not None:
+        report["browser"] = browser() if Path(CHROMIUM).exists() else f"skipped: {CHROMIUM} not found"
+    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    return print_report(report, path)

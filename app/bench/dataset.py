@@ -39,7 +39,7 @@ from nsnet.benchmarks.decode import make_clip
 
 from ..server.runtime import configure_environment
 from ..server.settings import AppSettings
-from .common import CHROMIUM, CHROMIUM_ARGS, print_report
+from .common import CHROMIUM, CHROMIUM_ARGS, finish_report
 
 log = logging.getLogger("app.bench.dataset")
 
@@ -275,15 +275,11 @@ def main(argv: list[str] | None = None) -> int:
     dataset = DatasetStore.open(ann, results=rows)
     report["dataset"] = {"annotations": str(ann), "results": str(rows), "videos": len(dataset.records),
                          "distinct_clips": args.distinct, "load_ms": round((time.perf_counter() - start) * 1e3, 1)}
-    if not args.no_browser:
-        if Path(CHROMIUM).exists():
-            demo = build_demo(store, settings, examples=[], dataset=dataset)
-            report["browser"] = bench_browser(demo, launch_kwargs(settings), dataset.rows(), args.distinct,
-                                              args.repeats, args.opens)
-        else:
-            report["browser"] = f"skipped: {CHROMIUM} not found"
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    return print_report(report, args.json)
+    def browser() -> dict:
+        return bench_browser(build_demo(store, settings, examples=[], dataset=dataset), launch_kwargs(settings),
+                             dataset.rows(), args.distinct, args.repeats, args.opens)
+
+    return finish_report(report, None if args.no_browser else browser, args.json)
 
 
 if __name__ == "__main__":

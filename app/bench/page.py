@@ -35,7 +35,7 @@ from nsnet.benchmarks.decode import make_clip
 
 from ..server.runtime import configure_environment
 from ..server.settings import AppSettings
-from .common import CHROMIUM, CHROMIUM_ARGS, print_report
+from .common import CHROMIUM, CHROMIUM_ARGS, finish_report
 
 log = logging.getLogger("app.bench")
 
@@ -233,14 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         "clip": str(clip), "t": t, "k": k, "lam": lam,
         "in_process": bench_in_process(cb, clip, t, k, lam, args.runs),
     }
-    if not args.no_browser:
-        if Path(CHROMIUM).exists():
-            demo = build_demo(store, settings, examples=[])
-            report["browser"] = bench_browser(demo, launch_kwargs(settings), clip, args.runs, k_new=min(k + 1, t - 1))
-        else:
-            report["browser"] = f"skipped: {CHROMIUM} not found"
-    report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    return print_report(report, args.json)
+    def browser() -> dict:
+        return bench_browser(build_demo(store, settings, examples=[]), launch_kwargs(settings), clip, args.runs,
+                             k_new=min(k + 1, t - 1))
+
+    return finish_report(report, None if args.no_browser else browser, args.json)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,7 @@ class DatasetStore:
         self.compare_path: str | None = None   # ``--compare-results``: B's rows by video id, merged with the records
         self.compare_settings: dict = {}
         self._compare: dict[str, dict] = {}
+        self._joined: tuple[int, list[dict]] = (-1, [])   # joined_rows() of one version
 
     @classmethod
     def open(cls, data: str | Path | None, video_root: str | Path | None = None, subset: str | None = None,
@@ -224,10 +225,14 @@ class DatasetStore:
     def joined_rows(self) -> list[dict]:
         """``rows()``; with B loaded, each a copy with ``b_nsnet`` (B's NSNet ``{label, score, correct}``, None
         where B has no usable row) and ``overlap`` (IoU of the two ``selected``, None when either is missing)."""
-        rows = self.rows()
         if not self.compared:
-            return rows
-        with self._lock:
+            return self.rows()
+        with self._lock:   # built once per version (a row added, B attached): filters and pages reuse it
+            version, joined = self._joined
+            if version == self._version:
+                return joined
+            version = self._version
+            rows = [self._rows.get(r.video_id) or pending_row(r) for r in self.records]
             b_rows = [self._compare.get(str(r["id"])) for r in rows]
         out = []
         for row, b in zip(rows, b_rows):
@@ -236,6 +241,8 @@ class DatasetStore:
             out.append(dict(row, b_nsnet=b["nsnet"] if ok else None,
                             overlap=selection_overlap(row.get("selected"), b.get("selected"))
                             if ok and usable_a else None))
+        with self._lock:
+            self._joined = (version, out)
         return out
 
     @property

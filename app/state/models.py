@@ -169,12 +169,8 @@ class ModelStore:
             if not matches:
                 raise CheckpointError(f"unknown checkpoint {label!r}")
             option = matches[0]
-        pipe = self.pipelines.get(option.source, load=lambda: self._loading(option))  # one load at a time
+        pipe = self.pipelines.get(option.source, load=lambda: self._load(option))  # one load at a time
         return pipe, option
-
-    def _loading(self, option: CheckpointOption) -> Pipeline:
-        log.info("loading checkpoint %s", option.label)
-        return self._load(option)
 
     def config_for(self, label: str) -> tuple[PipelineConfig, CheckpointOption] | None:
         """The config of an offered checkpoint (only its ``config.json``: the weights load when it runs);
@@ -198,6 +194,7 @@ class ModelStore:
 
     def _load(self, option: CheckpointOption) -> Pipeline:
         """Load an option: a Hub id through the library's resolver (its config checked first), else its folder."""
+        log.info("loading checkpoint %s", option.label)
         if not option.source.startswith("hub:"):
             try:
                 return Pipeline.from_pretrained(option.source, device=self.device)

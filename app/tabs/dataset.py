@@ -185,9 +185,7 @@ class DatasetRoom:
         self.ctx = ctx
         self._params: Optional[tuple[int, int, float]] = None
         self._copies: dict = {}   # (video, size, mtime) -> its copy in Gradio's cache (``serve_copy``)
-        data, compare = ctx.dataset, ctx.settings.compare_results
-        if data is not None and compare is not None and data.compare_path is None:
-            data.attach_compare(compare)   # --compare-results (checked by the settings: a file of nsnet analyze)
+        data = ctx.dataset   # with --compare-results, B is attached when the store opens (app.shell.open_dataset)
         self.numbers = DatasetNumbers(data, ctx.store.default.class_names) if data is not None else None
 
     @property

@@ -204,7 +204,8 @@ def build_feature_set(records, class_names: list[str], pipe: Pipeline, num_frame
     kept = [r for r in records if r.video_id not in failed]
     stack, problem = None, None
     if kept:
-        stack = cache.root / "stacks" / _stack_name([_cache_key(r, pipe, num_frames, prints) for r in kept])
+        stack = cache.root / "stacks" / _stack_name([cache.path_for(_cache_key(r, pipe, num_frames, prints))
+                                                     for r in kept])
         if dist.local_rank == 0:   # one writer per machine: a node-local cache gets its own stack
             try:
                 _write_stack(stack, kept, fetch)
@@ -239,12 +240,12 @@ class _StackError(Exception):
     """A kept video could not be read back while stacking (its cache entry vanished and it failed again)."""
 
 
-def _stack_name(keys: list[dict]) -> str:
-    """Stack files' name: a hash of the kept videos' cache keys, in order (any change: a new name)."""
+def _stack_name(entries: list[Path]) -> str:
+    """Stack files' name: a hash of the kept videos' cache entries (named by their keys), in order; any change
+    (a video, T, a backbone, the precision, the selection) gives a new name."""
     h = hashlib.sha256()
-    for key in keys:
-        h.update(json.dumps(key, sort_keys=True, default=str).encode())
-        h.update(b"\n")
+    for entry in entries:
+        h.update(entry.name.encode() + b"\n")
     return h.hexdigest()[:32]
 
 

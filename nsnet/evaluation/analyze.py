@@ -217,13 +217,12 @@ def _analyze_locked(pipe, records: Sequence[VideoRecord], opts: AnalyzeOptions,
                    batch_size=opts.batch_size, workers=opts.workers, time_budget_s=opts.time_budget_s,
                    progress=opts.progress, is_main=dist.is_main, scale=dist.world_size)
     dist_utils.barrier(dist)
-    written = sum(dist_utils.all_gather(writer.count, dist))   # rows this run wrote, every rank's
+    processed = sum(dist_utils.all_gather(writer.count, dist))   # rows this run wrote, every rank's
     if not dist.is_main:
         return None
     total = jsonl.merge(out, {r.video_id: i for i, r in enumerate(records)})
     wall = time.perf_counter() - start
     summary = summarize(jsonl.iter_rows(out), pipe.class_names, seed=opts.seed)
-    processed = written
     summary.update(settings, num_videos=total, processed=processed, wall_s=round(wall, 2),
                    videos_per_s=round(processed / wall, 3) if wall > 0 else None, device=str(pipe.device),
                    world_size=dist.world_size, batch_size=opts.batch_size, workers=opts.workers, out=str(out))

@@ -123,7 +123,8 @@ def rerank(result: PipelineResult, k: int, lam: float) -> PipelineResult:
     gflops = dict(result.gflops, recognizer=per_frame_gf * k)
     gflops["total"] = gflops["sampler"] + gflops["recognizer"]
     return dataclasses.replace(result, fused=fused.numpy(), selected=selected, lam=float(lam),
-                               probs=probs[selected].mean(0), timings_ms=timings, gflops=gflops)
+                               probs=probs[selected].mean(0), selected_probs=probs[selected], timings_ms=timings,
+                               gflops=gflops)
 
 
 def clip_video_id(result: PipelineResult) -> str:

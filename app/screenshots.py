@@ -7,8 +7,8 @@
    ``screenshot_dataset.png``.
 
 The pages are driven in Debian's Chromium (``/usr/bin/chromium``) through Playwright, with the
-element ids the browser tests use. Nothing here imports the app: only its command line and
-its page, so the pictures show what a visitor sees. Each PNG is written to a temporary name
+element ids and the upload wait the browser tests use (``app.bench.common``). Nothing here
+imports the app itself: only its command line and its page, so the pictures show what a visitor sees. Each PNG is written to a temporary name
 and renamed when complete; nothing else under ``--out`` is touched.
 """
 from __future__ import annotations
@@ -28,12 +28,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .bench.common import CHROMIUM, CHROMIUM_ARGS, upload_clip
+
 log = logging.getLogger("app.screenshots")
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
 VIEWPORT = {"width": 1440, "height": 1000}
 ANALYSIS_PNG, DATASET_PNG = "screenshot.png", "screenshot_dataset.png"
 MAX_VIDEOS = 200  # the generated dataset stays small: this is a picture, not a benchmark
@@ -53,6 +52,9 @@ RESULT_READY_JS = """() => {
     && loaded('#selected-gallery img') && loaded('#frame-image img')
     && text('#compare').includes('Dense-') && text('#labels').includes('%');
 }"""
+
+# The same, or an error toast on the page (then ``page_error`` says what it was at once).
+RESULT_READY_JS_OR_ERROR = "() => (" + RESULT_READY_JS + ")() || !!document.querySelector('.toast-body.error')"
 
 DATASET_READY_JS = """(first) => {
   const text = (sel) => (document.querySelector(sel)?.textContent ?? '');
@@ -147,16 +149,23 @@ def save_png(page, selector: str | None, dest: Path) -> None:
     log.info("wrote %s", dest)
 
 
+def page_error(page) -> None:
+    """A ScreenshotError with the text of the page's error toast, when it shows one."""
+    toast = page.locator(".toast-body.error")
+    if toast.count():
+        text = " ".join(toast.first.inner_text().split())
+        raise ScreenshotError(f"the page showed an error instead of the result: {text[:300]}")
+
+
 def shoot_analysis(browser, url: str, clip: Path, dest: Path, timeout_ms: int) -> None:
     page = browser.new_page(viewport=VIEWPORT)
     try:
         page.goto(url)
         page.wait_for_selector("#run-button", timeout=timeout_ms)
-        page.set_input_files("#clip-input input[type=file]", str(clip))
-        page.wait_for_function("(name) => document.querySelector('#clip-input').innerText.includes(name)",
-                               arg=clip.name, timeout=timeout_ms, polling=100)
+        upload_clip(page, clip, timeout_ms)
         page.click("#run-button")
-        page.wait_for_function(RESULT_READY_JS, timeout=timeout_ms, polling=200)
+        page.wait_for_function(RESULT_READY_JS_OR_ERROR, timeout=timeout_ms, polling=200)
+        page_error(page)
         page.wait_for_function("(stem) => document.querySelector('#summary').innerText.includes(stem)",
                                arg=clip.stem, timeout=timeout_ms, polling=100)
         page.wait_for_timeout(800)  # let the chart's and the gallery's transitions settle

@@ -17,6 +17,7 @@ require()  # skips this module without Chromium or Playwright
 
 from clips import write_clip  # noqa: E402
 from test_app_client import K, launch, make_examples, tiny_pipeline  # noqa: E402
+from app.bench.common import upload_clip  # noqa: E402  (waits for the finished upload)
 from app.bench.page import CLEARED_JS  # noqa: E402  (the cleared upload box, as the bench waits for it)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,9 +61,7 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     page.goto(app_url)
     page.wait_for_selector("#run-button", timeout=30_000)
     assert "untrained" in page.inner_text("#model-banner").lower()  # the tiny random model is labelled as such
-    page.set_input_files("#clip-input input[type=file]", str(clip))
-    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('street.mp4')",
-                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
+    upload_clip(page, clip)
     page.click("#run-button")
     page.wait_for_selector("#saliency-plot .js-plotly-plot .scatterlayer .trace", timeout=60_000)
     page.wait_for_selector("#selected-gallery img", timeout=30_000)
@@ -136,9 +135,7 @@ def test_upload_run_and_explore(app_url, export_root, browser, tmp_path):
     junk.write_bytes(b"not a video " * 100)
     page.locator("#clip-input button[aria-label='Clear']").first.click()
     page.wait_for_function(CLEARED_JS, arg="street.mp4", timeout=30_000, polling=100)   # the upload box is back
-    page.set_input_files("#clip-input input[type=file]", str(junk))
-    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('junk.mp4')",
-                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
+    upload_clip(page, junk)
     page.click("#run-button")
     page.get_by_text("junk.mp4: not a video").first.wait_for(timeout=30_000)
     page.close()
@@ -165,9 +162,7 @@ def test_closing_the_page_removes_the_sessions_files(app_url, export_root, brows
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     page.goto(app_url)
     page.wait_for_selector("#run-button", timeout=30_000)
-    page.set_input_files("#clip-input input[type=file]", str(clip))
-    page.wait_for_function("() => document.querySelector('#clip-input').innerText.includes('leaving.mp4')",
-                           timeout=90_000, polling=100)  # an upload waits behind a busy CPU
+    upload_clip(page, clip)
     page.click("#run-button")
     page.wait_for_function("() => document.querySelector('#summary').innerText.includes('leaving.mp4')",
                            timeout=60_000, polling=100)

@@ -13,6 +13,7 @@ from chromium import require
 
 require()  # skips this module without Chromium or Playwright
 
+from app.bench.common import upload_clip  # noqa: E402  (waits for the finished upload)
 from test_app_dataset import K, NUM_CLASSES, T, serve_dataset  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -124,8 +125,7 @@ def test_dataset_tab_filters_sorts_and_opens_a_row_with_ground_truth(served, bro
 def test_compare_two_checkpoints_on_one_clip(served, browser, tmp_path):
     url, records = served
     page, errors = open_page(browser, url)
-    page.set_input_files("#clip-input input[type=file]", str(records[1].path))
-    wait_text(page, "#clip-input", records[1].path.name)
+    upload_clip(page, records[1].path)
     page.click("#cmp-button")
     wait_text(page, "#cmp-side-b", "B: models/tiny-b", timeout=60_000)
     wait_text(page, "#cmp-plot .legend", "B: selected")

@@ -1,4 +1,5 @@
-"""What the benchmarks share: Debian's Chromium and its flags (the browser tests use them too), and the report."""
+"""What the benchmarks share: Debian's Chromium and its flags, the wait for a finished upload (the browser
+tests and the screenshots use them too), and the report."""
 from __future__ import annotations
 
 import json
@@ -6,11 +7,25 @@ import os
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "print_report", "finish_report"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "UPLOADED_JS", "upload_clip", "print_report", "finish_report"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
+
+# True once the clip box holds the finished upload of ``name``: its download link is there and no
+# "Uploading N file..." progress is left. (While uploading, the box already shows the file's name;
+# a Run pressed then reaches the server with no clip.)
+UPLOADED_JS = """(name) => { const box = document.querySelector('#clip-input');
+  return !!box && !box.querySelector('.uploading')
+    && [...box.querySelectorAll('a[download]')].some((a) => a.getAttribute('download') === name); }"""
+
+
+def upload_clip(page, path: Path | str, timeout_ms: int = 90_000) -> None:
+    """Choose ``path`` in the page's clip box and wait until its upload has finished (a busy CPU
+    can make that take seconds)."""
+    page.set_input_files("#clip-input input[type=file]", str(path))
+    page.wait_for_function(UPLOADED_JS, arg=Path(path).name, timeout=timeout_ms, polling=100)
 
 
 def print_report(report: dict, path: Path | None) -> int:

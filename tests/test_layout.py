@@ -148,7 +148,8 @@ def test_the_library_imports_no_command_line():
 
 
 # --------------------------------------------------------------------------- the explorer's shape
-APP_LAYERS = ("app.server", "app.views", "app.state", "app.tabs", "app.shell", "app.bench")  # bottom to top
+APP_LAYERS = ("app.server", "app.views", "app.state", "app.tabs", "app.shell", "app.bench",
+              "app.screenshots")  # bottom to top (the screenshots drive the page like a benchmark)
 
 
 def _layer(module: str) -> int | None:

@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from torch import Tensor, nn
-from torchvision.models import ResNet50_Weights
 
 from nsnet.models.transforms import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
 
@@ -40,8 +39,13 @@ def backbone_fingerprint(module: nn.Module) -> str:
 
 @lru_cache(maxsize=1)
 def imagenet_categories() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names, in logit order (offline, from torchvision metadata)."""
-    return tuple(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    """The 1000 ImageNet-1k class names, in logit order: ``imagenet_classes.txt`` beside this module, a
+    copy of torchvision's list (``ResNet50_Weights.IMAGENET1K_V1.meta["categories"]``; a test checks they
+    agree). Read from the file because importing torchvision costs every command about 2 s."""
+    names = (Path(__file__).with_name("imagenet_classes.txt")).read_text(encoding="utf-8").splitlines()
+    if len(names) != 1000:
+        raise BackboneError(f"imagenet_classes.txt holds {len(names)} names, not 1000: reinstall nsnet")
+    return tuple(names)
 
 
 def replace_submodule(model: nn.Module, qualname: str, new: nn.Module) -> None:

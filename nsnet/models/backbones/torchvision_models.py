@@ -13,11 +13,11 @@ import logging
 import os
 import re
 from functools import partial
-from typing import NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import urlparse
 
 import torch
-import torchvision.models as tvm
 from torch import Tensor, nn
 
 from nsnet.models.backbones.base import Backbone, BackboneError, MissingWeightsError, replace_submodule
@@ -33,7 +33,18 @@ __all__ = [
     "load_torchvision_weights",
 ]
 
+if TYPE_CHECKING:
+    import torchvision.models as tvm
+
 log = logging.getLogger(__name__)
+
+def _tvm() -> ModuleType:
+    """``torchvision.models``, imported on first use: importing torchvision takes about 2 s of CPU
+    (it pulls in ``torch._dynamo``), which every command and server start would pay otherwise."""
+    import torchvision.models
+
+    return torchvision.models
+
 
 _AUX_ARCHS = ("inception_v3", "googlenet")  # checkpoints with auxiliary classifier heads
 _DENSENET_KEY = re.compile(
@@ -109,7 +120,8 @@ class TorchvisionClassifier(Backbone):
 
 
 def _torchvision_classifiers() -> list[str]:
-    return tvm.list_models(module=tvm)
+    tv = _tvm()
+    return tv.list_models(module=tv)
 
 
 def _default_weights(arch: str) -> tvm.WeightsEnum:
@@ -117,7 +129,7 @@ def _default_weights(arch: str) -> tvm.WeightsEnum:
     valid = _torchvision_classifiers()
     if arch not in valid:
         raise BackboneError(f"unknown torchvision classifier {arch!r}; valid: {', '.join(valid)}")
-    return tvm.get_model_weights(arch).DEFAULT
+    return _tvm().get_model_weights(arch).DEFAULT
 
 
 def cached_torchvision_weights_path(weights: tvm.WeightsEnum) -> str:
@@ -192,15 +204,16 @@ def build_torchvision(
     elif arch in _AUX_ARCHS:
         kwargs.setdefault("aux_logits", False)  # forward_features has no use for aux heads
 
-    net = tvm.get_model(arch, weights=None, **kwargs)
+    tv = _tvm()
+    net = tv.get_model(arch, weights=None, **kwargs)
     found = _last_linear(net)
     if found is None:
         raise BackboneError(f"torchvision {arch!r} has no linear classifier to split features from")
     fc_name, _ = found
     fixed = None
-    if isinstance(net, tvm.VisionTransformer):
+    if isinstance(net, tv.VisionTransformer):
         fixed = int(net.image_size)
-    elif isinstance(net, tvm.MaxVit):
+    elif isinstance(net, tv.MaxVit):
         fixed = int(kwargs.get("input_size", (input_size, input_size))[0])
     return TorchvisionClassifier(
         net, fc_name, name=f"torchvision:{arch}", input_size=input_size, mean=mean, std=std, head_labels=None,

@@ -23,9 +23,10 @@ venv-dev: $(VENV)/.dev
 run: venv
 	$(PY) app.py
 
-# Fixed order by default (pytest-randomly is installed: `$(PY) -m pytest -p randomly` shuffles).
+# One worker per core (pytest-xdist; each module stays on one worker, every worker computes on one
+# thread: tests/conftest.py), in a fixed order (pytest-randomly is installed: `-p randomly` shuffles).
 test: venv-dev
-	$(PY) -m pytest -q -p no:randomly
+	$(PY) -m pytest -q -p no:randomly -n auto --maxprocesses 4 --dist loadfile
 
 # Regenerate the bundled demo checkpoint and example clips (see README, "Demo model").
 demo-model: venv

@@ -7,8 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-# Keep the 2-core CI machine responsive and the tests deterministic.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Keep the 2-core CI machine responsive and the tests deterministic. Under pytest-xdist (``make test``
+# runs one worker per core) every worker and every process it starts computes on one thread: more
+# threads than cores only spin (OpenMP's busy wait burns the other worker's CPU).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+else:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 

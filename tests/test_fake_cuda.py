@@ -153,7 +153,9 @@ def test_analyze_and_evals_feature_cache_run_their_cuda_branch(tiny_checkpoint, 
     cpu = Pipeline.from_pretrained(tiny_checkpoint, device="cpu", precision="fp32")  # another path: no cache, fp32
     for vid, row in rows_a.items():
         assert row["error"] is None and rows_e[vid]["selected"] == row["selected"]
-        np.testing.assert_allclose(rows_e[vid]["fused"], row["fused"], atol=1e-3)
+        # two fp16 paths (eval reads its features back from an fp16 cache; batches differ): a few fp16 steps
+        # (2**-11 relative) apart, and the thread count moves them; the fp32 check below bounds both
+        np.testing.assert_allclose(rows_e[vid]["fused"], row["fused"], atol=4e-3)
         clip = read_clip(EXAMPLES_DIR / f"{vid}.mp4", num_frames=8, size=cpu.config.recognizer.input_size)
         np.testing.assert_allclose(row["fused"], cpu(clip.frames, 3, 0.3).fused, atol=0.05)
 

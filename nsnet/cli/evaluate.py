@@ -18,6 +18,7 @@ from pathlib import Path
 from ..config import ConfigError
 from ..data.features import build_feature_set, default_cache_dir, load_records, map_labels, write_skipped
 from ..evaluation import evaluate, frame_outputs, k_curve, video_rows, write_curve_html, write_rows
+from ..evaluation.jsonl import ResultFileError, atomic_write_text
 from ..inference import Pipeline
 from .common import USER_ERRORS, add_backbone_path_flag, add_precision_flag, default_checkpoint
 
@@ -75,19 +76,22 @@ def main(argv: list[str] | None = None) -> int:
         result["precision"] = pipe.compute_precision
         if args.per_video:
             write_rows(args.per_video, video_rows(pipe, fs, records, out, args.k, args.lam, args.seed))
-    except USER_ERRORS as exc:
+        text = json.dumps(result, indent=2)
+        if args.json_out:  # atomically: a full disk leaves the old file (or none), never half a result
+            atomic_write_text(args.json_out, text + "\n")
+            write_skipped(Path(args.json_out).with_suffix(".skipped.tsv"), fs.skipped, len(records))
+        print(text)
+        if args.plot:
+            lam = pipe.config.lam if args.lam is None else args.lam
+            path = write_curve_html(k_curve(pipe, out, lam, args.seed), result["methods"]["dense"], args.plot,
+                                    f"{args.checkpoint} on {args.subset}: mAP vs GFLOPs over K = 1..{result['t']}",
+                                    args.plot_js)
+            log.info("wrote %s", path)
+    except (*USER_ERRORS, ResultFileError) as exc:
         log.error("%s", exc)
         return 2
-    text = json.dumps(result, indent=2)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(text + "\n")
-        write_skipped(Path(args.json_out).with_suffix(".skipped.tsv"), fs.skipped, len(records))
-    print(text)
-    if args.plot:
-        lam = pipe.config.lam if args.lam is None else args.lam
-        path = write_curve_html(k_curve(pipe, out, lam, args.seed), result["methods"]["dense"], args.plot,
-                                f"{args.checkpoint} on {args.subset}: mAP vs GFLOPs over K = 1..{result['t']}",
-                                args.plot_js)
-        log.info("wrote %s", path)
+    except OSError as exc:  # the file system while writing an output: a full disk, a read-only folder
+        where = f" {exc.filename}" if exc.filename else ""
+        log.error("eval: cannot write%s: %s", where, exc.strerror or exc)
+        return 2
     return 0

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from . import jsonsafe
 from .errors import shown
 from .limits import MAX_FRAMES
 
@@ -37,6 +38,8 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 MAX_CLASSES = 100_000
 MAX_NAME_CHARS = 500
+#: Largest ``config.json`` read (100 000 class names of 500 characters fit); larger is refused unread.
+MAX_CONFIG_BYTES = 64 << 20
 
 
 class ConfigError(ValueError):
@@ -203,12 +206,8 @@ class PipelineConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> "PipelineConfig":
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__})") from None
+        # bounded like a checkpoint's config.json: a regular file, size and nesting limited, one line otherwise
+        data = jsonsafe.load_file(path, str(path), max_bytes=MAX_CONFIG_BYTES, error=ConfigError)
         try:
             return cls.from_dict(data)
         except ConfigError as exc:

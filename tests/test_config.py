@@ -69,3 +69,25 @@ def test_config_file_that_is_not_an_object_or_not_readable(tmp_path):
     path.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ConfigError, match="config.json"):
         PipelineConfig.load(path)
+
+
+def test_a_deep_huge_or_special_config_file_is_one_config_error(tmp_path):
+    """``PipelineConfig.load`` reads like a checkpoint does: nesting, size and file type bounded, one line."""
+    import os
+
+    from nsnet.inference.checkpoint import MAX_CONFIG_BYTES  # the bound a checkpoint load uses
+
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"meta": ' + "[" * 100_000 + "]" * 100_000 + "}")  # json.loads alone: RecursionError
+    with pytest.raises(ConfigError, match="nested deeper than") as err:
+        PipelineConfig.load(deep)
+    assert "\n" not in str(err.value)
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as f:  # sparse: nothing is written, the size alone is refused
+        f.truncate(MAX_CONFIG_BYTES + 1)
+    with pytest.raises(ConfigError, match="larger than"):
+        PipelineConfig.load(huge)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="fifo.json"):  # refused, not a read that blocks forever
+        PipelineConfig.load(fifo)

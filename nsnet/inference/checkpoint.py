@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from .. import jsonsafe
-from ..config import ConfigError, PipelineConfig
+from ..config import MAX_CONFIG_BYTES, ConfigError, PipelineConfig
 from ..models.backbones import backbone_entry
 
 __all__ = ["BACKBONES_DIR", "CONFIG_NAME", "MAX_CONFIG_BYTES", "ROLES", "WEIGHTS_NAME", "CheckpointError",
@@ -40,8 +40,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 BACKBONES_DIR = "backbones"  # backbones/<role>/: files that rebuild an hf:/clip: backbone's architecture
 ROLES = ("sampler", "recognizer")
-#: Largest ``config.json`` read (100 000 class names of 500 characters fit).
-MAX_CONFIG_BYTES = 64 << 20
 #: The demo model shipped in the repository (present in a source checkout or an editable install).
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 

@@ -8,8 +8,9 @@
 
 The pages are driven in Debian's Chromium (``/usr/bin/chromium``) through Playwright, with the
 element ids and the upload wait the browser tests use (``app.bench.common``). Nothing here
-imports the app itself: only its command line and its page, so the pictures show what a visitor sees. Each PNG is written to a temporary name
-and renamed when complete; nothing else under ``--out`` is touched.
+imports the app itself: only its command line and its page, so the pictures show what a visitor
+sees. Each PNG is written to a temporary name and renamed when complete; nothing else under
+``--out`` is touched.
 """
 from __future__ import annotations
 

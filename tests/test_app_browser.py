@@ -17,8 +17,7 @@ require()  # skips this module without Chromium or Playwright
 
 from clips import write_clip  # noqa: E402
 from test_app_client import K, launch, make_examples, tiny_pipeline  # noqa: E402
-from app.bench.common import upload_clip  # noqa: E402  (waits for the finished upload)
-from app.bench.page import CLEARED_JS  # noqa: E402  (the cleared upload box, as the bench waits for it)
+from app.bench.common import CLEARED_JS, upload_clip  # noqa: E402  (the clip box's waits, as the bench's)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

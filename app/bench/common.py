@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "UPLOADED_JS", "upload_clip", "print_report", "finish_report"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "UPLOADED_JS", "CLEARED_JS", "upload_clip", "print_report",
+           "finish_report"]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,6 +20,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 UPLOADED_JS = """(name) => { const box = document.querySelector('#clip-input');
   return !!box && !box.querySelector('.uploading')
     && [...box.querySelectorAll('a[download]')].some((a) => a.getAttribute('download') === name); }"""
+
+# The clip box was cleared: the old file is gone and the empty upload box (its file input) is back.
+CLEARED_JS = """(old) => { const box = document.querySelector('#clip-input');
+  return !!box && box.querySelector('input[type=file]') !== null
+    && ![...box.querySelectorAll('a[download]')].some((a) => a.getAttribute('download') === old); }"""
 
 
 def upload_clip(page, path: Path | str, timeout_ms: int = 90_000) -> None:

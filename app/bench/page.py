@@ -35,14 +35,9 @@ from nsnet.benchmarks.decode import make_clip
 
 from ..server.runtime import configure_environment
 from ..server.settings import AppSettings
-from .common import CHROMIUM, CHROMIUM_ARGS, finish_report, upload_clip
+from .common import CHROMIUM, CHROMIUM_ARGS, CLEARED_JS, finish_report, upload_clip
 
 log = logging.getLogger("app.bench")
-
-# The clip box was cleared: the old file is gone and the empty upload box (its file input) is back.
-CLEARED_JS = """(old) => { const box = document.querySelector('#clip-input');
-  return !!box && box.querySelector('input[type=file]') !== null
-    && ![...box.querySelectorAll('a[download]')].some((a) => a.getAttribute('download') === old); }"""
 
 # Clicks Run and resolves with [first, full] ms: *first* when NSNet's result of this run is on the
 # page (the headline names this run's clip, the chart redrawn since the click, every gallery and
